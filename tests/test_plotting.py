@@ -1,0 +1,80 @@
+"""Plot helpers label their axes, use the course palette and render to PNG."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from helpers import plotting
+from helpers.training import History
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    plotting.use_course_style()
+    yield
+    plt.close("all")
+
+
+def test_style_uses_the_colour_blind_safe_palette():
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    assert [c.lower() for c in colors] == [c.lower() for c in plotting.PALETTE]
+    assert plt.rcParams["figure.dpi"] <= 100
+
+
+def test_plot_curves_labels_axes_and_legend():
+    ax = plotting.plot_curves([1, 2, 3], {"train": [3, 2, 1], "val": torch.tensor([4, 3, 2])},
+                              xlabel="epoch", ylabel="loss", title="t", logy=True)
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss" and ax.get_title() == "t"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "val"]
+    assert ax.get_yscale() == "log"
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [4, 3, 2])
+
+
+def test_plot_history_draws_one_line_per_key():
+    history = History()
+    for i in range(3):
+        history.log(float(i), train_loss=1.0 / (i + 1), val_loss=1.5 / (i + 1))
+    ax = plotting.plot_history(history)
+    assert len(ax.lines) == 2 and ax.get_xlabel() == "epoch"
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [1, 2, 3])
+
+
+def test_scatter_with_line_sorts_the_line_by_x():
+    x = torch.tensor([3.0, 1.0, 2.0])
+    ax = plotting.scatter_with_line(x, 2 * x, x, 2 * x, xlabel="area", ylabel="price")
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [1, 2, 3])
+    assert ax.get_xlabel() == "area" and ax.get_ylabel() == "price"
+
+
+def test_show_images_accepts_chw_and_hw_and_titles():
+    images = [torch.rand(1, 8, 8), torch.rand(3, 8, 8), np.zeros((8, 8))]
+    axes = plotting.show_images(images, nrows=2, ncols=2, titles=["a", "b", "c"])
+    assert axes.shape == (2, 2)
+    assert [ax.get_title() for ax in axes.flat] == ["a", "b", "c", ""]
+    assert axes[0, 1].images[0].get_array().shape == (8, 8, 3)
+
+
+def test_heatmap_labels_ticks_and_annotates():
+    ax = plotting.heatmap(torch.eye(2), xlabels=["k1", "k2"], ylabels=["q1", "q2"],
+                          xlabel="keys", ylabel="queries", annotate=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["k1", "k2"]
+    assert ax.get_xlabel() == "keys" and ax.get_ylabel() == "queries"
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "0", "1", "1"]
+
+
+def test_figure_to_png_returns_png_bytes_and_closes_the_figure():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    data = plotting.figure_to_png(fig)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_live_plot_updates_without_a_notebook():
+    history = History()
+    live = plotting.LivePlot()
+    history.log(0.1, train_loss=1.0, train_acc=0.5)
+    live.update(history)
+    assert live.ax_loss.get_ylabel() == "loss" and len(live.ax_metric.lines) == 1
+    live.close()
