@@ -180,27 +180,39 @@ def _in_ipython() -> bool:
 
 
 class LivePlot:
-    """One figure of loss (left) and metrics (right) per epoch, redrawn in place in a notebook."""
+    """Loss curves (left) and metric curves (right, if any) per epoch, redrawn in place.
+
+    The figure is created at the first update, with one panel when only losses are recorded.
+    The loss axis turns logarithmic when the losses span more than two orders of magnitude.
+    """
 
     def __init__(self) -> None:
-        from IPython.display import display
-
-        self.fig, (self.ax_loss, self.ax_metric) = plt.subplots(1, 2, figsize=(8, 3))
-        self.handle = display(self.fig, display_id=True) if _in_ipython() else None
+        self.fig = None
+        self.handle = None
 
     def update(self, history) -> None:
         """Redraw the curves of ``history`` into the same output area."""
         losses = [k for k in history.keys() if k.endswith("loss")]
         others = [k for k in history.keys() if not k.endswith("loss")]
-        for ax, keys, ylabel in ((self.ax_loss, losses, "loss"), (self.ax_metric, others, "metric")):
+        panels = [(losses, "loss"), (others, "metric")] if others else [(losses, "loss")]
+        if self.fig is None:
+            self.fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
+            self.axes = list(axes.flat)
+        for ax, (keys, ylabel) in zip(self.axes, panels, strict=True):
             ax.clear()
-            if keys:
-                plot_history(history, keys, ylabel=ylabel, ax=ax)
-                ax.legend()
-            else:
-                ax.set_visible(False)
-        if self.handle is not None:  # None outside IPython, where there is nothing to refresh
+            plot_history(history, keys, ylabel=ylabel, ax=ax)
+            values = np.array([v for k in keys for v in history[k]])
+            if ylabel == "loss" and values.min() > 0 and values.max() / values.min() > 100:
+                ax.set_yscale("log")
+            ax.legend()
+        if self.handle is None:
+            if _in_ipython():
+                from IPython.display import display
+
+                self.handle = display(self.fig, display_id=True)
+        else:
             self.handle.update(self.fig)
 
     def close(self) -> None:
-        plt.close(self.fig)
+        if self.fig is not None:
+            plt.close(self.fig)

@@ -76,5 +76,16 @@ def test_live_plot_updates_without_a_notebook():
     live = plotting.LivePlot()
     history.log(0.1, train_loss=1.0, train_acc=0.5)
     live.update(history)
-    assert live.ax_loss.get_ylabel() == "loss" and len(live.ax_metric.lines) == 1
+    ax_loss, ax_metric = live.axes
+    assert ax_loss.get_ylabel() == "loss" and len(ax_metric.lines) == 1
+    live.close()
+
+
+def test_live_plot_has_one_log_scaled_panel_for_losses_spanning_decades():
+    history = History()
+    live = plotting.LivePlot()
+    for loss in (10.0, 0.5, 0.01):
+        history.log(0.1, train_loss=loss)
+        live.update(history)
+    assert len(live.axes) == 1 and live.axes[0].get_yscale() == "log"
     live.close()

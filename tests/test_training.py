@@ -1,7 +1,6 @@
 """The training loop: convergence, history, evaluation, divergence, best checkpoint, overhead."""
 
 import math
-import statistics
 import time
 
 import pytest
@@ -175,10 +174,11 @@ def _bare_loop(model, loss_fn, optimizer, loader, num_epochs):
 
 
 def test_fit_costs_little_over_a_bare_pytorch_loop():
-    """Regression guard: fit within 1.15x of a bare loop (medians of alternating runs).
+    """Regression guard: fit within 1.15x of a bare loop (best of alternating runs).
 
-    The acceptance target is 1.05; the guard is looser because CI machines are noisy. The
-    measured number is reported by ``python benchmarks/loop_overhead.py``.
+    The target is 1.05; the guard is looser because CI machines are noisy, and it compares the
+    fastest of several alternating runs, since interference from other processes only adds time.
+    ``python benchmarks/loop_overhead.py`` measures the ratio on a larger problem.
     """
     gen = torch.Generator().manual_seed(0)
     X, y = torch.randn(2048, 784, generator=gen), torch.randint(0, 10, (2048,), generator=gen)
@@ -197,8 +197,8 @@ def test_fit_costs_little_over_a_bare_pytorch_loop():
 
     timed(True), timed(False)  # warm-up
     ours, bare = [], []
-    for _ in range(5):
+    for _ in range(7):
         ours.append(timed(True))
         bare.append(timed(False))
-    ratio = statistics.median(ours) / statistics.median(bare)
+    ratio = min(ours) / min(bare)
     assert math.isfinite(ratio) and ratio < 1.15, f"fit/bare = {ratio:.3f}"

@@ -1,0 +1,38 @@
+# The course's two commands (see README.md):
+#   make lab    create the environment if needed and open the course in JupyterLab
+#   make test   create the environment if needed and run every test (unit, lint, notebooks)
+# Both work from a fresh clone: the environment is a virtualenv in .venv built from pyproject.toml.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: env lab test lint clean execute
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+lab: env
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+
+test: env
+	COURSE_FAST=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: env
+	$(BIN)/python -m ruff check helpers tests notebooks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+
+# Restart-and-run-all one notebook in full mode and save its outputs, as it must be committed:
+#   make execute NB=notebooks/01_linear_regression.ipynb
+execute: env
+	COURSE_FAST=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=1200 "$(NB)"
