@@ -7,6 +7,8 @@ checked against ``data/MANIFEST.sha256``; a missing or altered file raises a
 
 Where the data is read from: the ``root=`` argument of a loader, else the folder in the
 environment variable ``COURSE_DATA_DIR``, else the ``data/`` folder next to this package.
+Only where ``COURSE_ALLOW_DOWNLOAD=1`` (set by the Colab/Kaggle bundles, never by default) is a
+missing file downloaded and verified, see :mod:`helpers.sources`.
 
 Loaders (all deterministic for a given ``seed``):
 
@@ -43,8 +45,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from helpers import sources
 from helpers.config import is_fast
 from helpers.data import make_loader
+from helpers.sources import DataDownloadError
 from helpers.text import (
     BERT_RESERVED_TOKENS,
     SeqDataLoader,
@@ -75,10 +79,6 @@ class MissingDataFileError(DataFileError):
 
 class ChecksumMismatchError(DataFileError):
     """A data file's sha256 differs from the one in the manifest."""
-
-
-class DataDownloadError(RuntimeError):
-    """An opt-in download of original data failed (usually: no network)."""
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -154,6 +154,9 @@ def read_data_bytes(relpath: str, root: str | os.PathLike | None = None) -> byte
             "added the file on purpose, run helpers.datasets.write_manifest()."
         )
     path = base / relpath
+    if not path.is_file() and sources.downloads_allowed():
+        _download_into(base, relpath, expected)
+        expected = read_manifest(base)[relpath]
     if not path.is_file():
         raise MissingDataFileError(
             f"Data file {path} is missing (expected sha256 {expected}, actual: no file). "
@@ -171,6 +174,16 @@ def read_data_bytes(relpath: str, root: str | os.PathLike | None = None) -> byte
         )
     _verified[path] = (stat.st_size, stat.st_mtime_ns, expected)
     return data
+
+
+def _download_into(base: Path, relpath: str, expected: str) -> None:
+    """Fetch a missing file (opt-in) and, if what was verified and written differs from the shipped
+    bytes (a derived file compressed here), record its digest in this folder's own manifest."""
+    written = sources.fetch(relpath, base, read_manifest(base))
+    if written != expected:
+        digests = {**read_manifest(base), relpath: written}
+        lines = [f"{digest}  {name}\n" for name, digest in sorted(digests.items())]
+        (base / MANIFEST_NAME).write_text("".join(lines), encoding="utf-8")
 
 
 def write_manifest(root: str | os.PathLike | None = None) -> Path:
