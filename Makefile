@@ -1,6 +1,7 @@
 # The course's two commands (see README.md):
 #   make lab    create the environment if needed and open the course in JupyterLab
 #   make test   create the environment if needed and run every test (unit, lint, notebooks)
+#   make bundle write the one-file Colab/Kaggle notebooks in dist/
 # Both work from a fresh clone: the environment is a virtualenv in .venv built from pyproject.toml.
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 
-.PHONY: env lab test lint clean execute
+.PHONY: env lab test lint clean execute bundle
 
 env: $(STAMP)
 
@@ -28,10 +29,15 @@ test: env
 	COURSE_FAST=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: env
-	$(BIN)/python -m ruff check helpers tests notebooks
+	$(BIN)/python -m ruff check helpers tests notebooks tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+
+# One-file notebooks for Colab/Kaggle (dist/colab/) and a student edition without solutions
+# (dist/student/); commit them after changing a notebook or helpers (tests/test_bundle.py checks).
+bundle: env
+	$(BIN)/python tools/bundle.py
 
 # Restart-and-run-all one notebook in full mode and save its outputs, as it must be committed:
 #   make execute NB=notebooks/01_linear_regression.ipynb

@@ -19,8 +19,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
 CONDA_NAMES = {"torch": "pytorch"}
 
 
-def test_ruff_is_clean_on_helpers_tests_and_notebooks():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "helpers", "tests", "notebooks"],
+def test_ruff_is_clean_on_helpers_tests_notebooks_and_tools():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "helpers", "tests", "notebooks", "tools"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
