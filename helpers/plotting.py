@@ -166,7 +166,7 @@ def heatmap(
 def figure_to_png(fig, dpi: int = 80) -> bytes:
     """Render a figure to PNG bytes (what the widgets show in an ``ipywidgets.Image``) and close it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from helpers.config import seed_everything
@@ -234,15 +235,16 @@ class HyperparameterExplorer(PlotExplorer):
                     linewidth=2.5 if newest else 1.2, alpha=1.0 if newest else 0.7,
                     color=PALETTE[i % len(PALETTE)], linestyle=LINESTYLES[0 if newest else 1],
                     label=run.label + (" (latest)" if newest else ""))
-        diverged = [run.label for run in self.runs if run.history is None]
-        if diverged:
-            ax.text(0.02, 0.02, "diverged: " + "; ".join(diverged), transform=ax.transAxes,
-                    color=WARNING_COLOR, fontsize=8)
+        for run in self.runs:
+            if run.history is None:  # a legend entry without a line: the run has no curve to draw
+                ax.plot([], [], linestyle="none", marker="x", color=WARNING_COLOR,
+                        label=f"{run.label}: diverged")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(self.key.replace("_", " "))
         if self.logy and any(r.history is not None for r in self.runs):
             ax.set_yscale("log")
-        if any(r.history is not None for r in self.runs):
-            ax.legend(fontsize=7, loc="upper right")
+        if self.runs:
+            ax.legend(fontsize=7, loc="best")
         ax.set_title("training curves: latest runs overlaid")
         return fig
