@@ -4,6 +4,9 @@
 tried to download something would fail loudly instead of passing on a machine that happens to
 be online. Connection attempts raise :class:`NetworkBlockedError` (an ``OSError``, like a real
 network failure) and are recorded in the list the fixture returns.
+
+A test marked ``@pytest.mark.loopback`` (the browser test, which talks to a JupyterLab server it
+started on 127.0.0.1) may connect to loopback addresses; everything else stays blocked.
 """
 
 from __future__ import annotations
@@ -17,14 +20,32 @@ class NetworkBlockedError(OSError):
     """Raised by any connection attempt made while a test runs."""
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "loopback: the test may connect to 127.0.0.1 (its own servers)")
+
+
+def _host(target) -> str | None:
+    if isinstance(target, tuple) and target:
+        return str(target[0])
+    return str(target) if isinstance(target, str) else None
+
+
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def no_network(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> list[str]:
     """Block socket connections and DNS look-ups for the test; return the attempts made."""
     attempts: list[str] = []
+    allow_loopback = request.node.get_closest_marker("loopback") is not None
 
     def refuse(what: str):
+        original = getattr(socket.socket if what.startswith("socket.connect") else socket, what.split(".")[1])
+
         def blocked(*args, **kwargs):
             target = next((a for a in args if not isinstance(a, socket.socket)), None)
+            if allow_loopback and _host(target) in LOOPBACK:
+                return original(*args, **kwargs)
             attempts.append(f"{what}({target!r})")
             raise NetworkBlockedError(f"network access is blocked in tests: {what}({target!r})")
 
