@@ -12,6 +12,8 @@ LAB_ARGS ?=
 # Jupyter refuses to start as root (containers, CI) unless told; add the flag only then.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
+# The reference implementation the tests and benchmarks compare with (not used by the notebooks).
+D2L_VERSION := 1.0.3
 
 .PHONY: env lab test lint clean execute bundle
 
@@ -19,7 +21,8 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,reference]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "d2l==$(D2L_VERSION)"
 	touch $(STAMP)
 
 lab: env
