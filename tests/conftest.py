@@ -5,7 +5,8 @@ tried to download something would fail loudly instead of passing on a machine th
 be online. Connection attempts raise :class:`NetworkBlockedError` (an ``OSError``, like a real
 network failure) and are recorded in the list the fixture returns.
 
-A test marked ``@pytest.mark.loopback`` (the browser test, which talks to a JupyterLab server it
+Unix-domain sockets (local IPC, e.g. between DataLoader worker processes) are not network and
+are allowed. A test marked ``@pytest.mark.loopback`` (the browser test, which talks to a JupyterLab server it
 started on 127.0.0.1) may connect to loopback addresses; everything else stays blocked.
 """
 
@@ -44,7 +45,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
 
         def blocked(*args, **kwargs):
             target = next((a for a in args if not isinstance(a, socket.socket)), None)
-            if allow_loopback and _host(target) in LOOPBACK:
+            local_ipc = bool(args) and isinstance(args[0], socket.socket) and args[0].family == socket.AF_UNIX
+            if local_ipc or (allow_loopback and _host(target) in LOOPBACK):
                 return original(*args, **kwargs)
             attempts.append(f"{what}({target!r})")
             raise NetworkBlockedError(f"network access is blocked in tests: {what}({target!r})")
