@@ -2,6 +2,7 @@
 #   make lab    create the environment if needed and open the course in JupyterLab
 #   make test   create the environment if needed and run every test (unit, lint, notebooks)
 #   make bundle write the one-file Colab/Kaggle notebooks in dist/
+#   make bench  measure training speed against d2l and a bare loop, and the course's time budget
 # Both work from a fresh clone: the environment is a virtualenv in .venv built from pyproject.toml.
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ PYTEST_ARGS ?=
 # The reference implementation the tests and benchmarks compare with (not used by the notebooks).
 D2L_VERSION := 1.0.3
 
-.PHONY: env lab test lint clean execute bundle
+.PHONY: env lab test lint clean execute bundle bench
 
 env: $(STAMP)
 
@@ -41,6 +42,12 @@ clean:
 # (dist/student/); commit them after changing a notebook or helpers (tests/test_bundle.py checks).
 bundle: env
 	$(BIN)/python tools/bundle.py
+
+# Benchmarks against d2l and a bare loop, the course's time budget and widget latency, written to
+# benchmarks/REPORT.md (about an hour on 2 cores; BENCH_ARGS=--skip-notebooks for the first two parts).
+BENCH_ARGS ?=
+bench: env
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 # Restart-and-run-all one notebook in full mode and save its outputs, as it must be committed:
 #   make execute NB=notebooks/01_linear_regression.ipynb

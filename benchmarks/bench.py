@@ -1,0 +1,369 @@
+"""The course's benchmarks, in one run: ``make bench`` writes ``benchmarks/REPORT.md``.
+
+1. Training throughput, LeNet on Fashion-MNIST, d2l's ``train_ch6`` set-up (LeNet with sigmoids and
+   average pooling, batch 256, lr 0.9, SGD, the full training set, one epoch including the test-set
+   evaluation): our loader + ``helpers.training.fit``, a bare hand-written PyTorch loop over the same
+   loader, and ``d2l.train_ch6`` with ``d2l.load_data_fashion_mnist`` reading our shipped files.
+   Runs alternate (ours, bare, d2l, ours, ...) and the report gives medians.
+2. Data loading: one pass over the training set with our loader, and with d2l's (its default of 4
+   workers, and 0 workers); and the first load of the files (checksum, decompression, decoding).
+3. The course's time budget: every notebook executed in fast and in full mode (a fresh kernel each).
+4. Widget latency: after a notebook's full-mode run, each control of each widget is moved one step
+   and the widget's callback time is read (``explorer.seconds``).
+
+d2l 1.0.3 comes from ``make env`` (installed with ``--no-deps`` next to the course; see the Makefile).
+Nothing here downloads: d2l's loader finds the shipped Fashion-MNIST files, whose md5 values are the
+official ones, so torchvision uses them as "already downloaded". Usage::
+
+    .venv/bin/python benchmarks/bench.py [--repeats 3] [--skip-notebooks] [--notebooks 01_linear_regression]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from helpers import datasets  # noqa: E402
+from helpers.training import accuracy, fit  # noqa: E402
+
+BATCH_SIZE, LR, NUM_TRAIN = 256, 0.9, 60_000
+REPORT = ROOT / "benchmarks" / "REPORT.md"
+
+
+# --------------------------------------------------------------------------------------------
+# The machine
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_lines() -> list[str]:
+    import d2l
+
+    return [
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores",
+        f"- torch {torch.__version__}, {torch.get_num_threads()} intra-op threads",
+        f"- Python {platform.python_version()}",
+        f"- d2l {d2l.__version__} (installed with --no-deps; see the Makefile)",
+        f"- date: {datetime.date.today().isoformat()}",
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. LeNet throughput
+# --------------------------------------------------------------------------------------------
+
+
+def lenet() -> nn.Module:
+    """d2l's LeNet: sigmoid activations and average pooling, as in ``train_ch6``'s chapter."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10),
+    )
+
+
+def xavier(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        nn.init.xavier_uniform_(module.weight)
+
+
+def fresh_lenet() -> nn.Module:
+    torch.manual_seed(0)
+    net = lenet()
+    net.apply(xavier)  # what train_ch6 does, so all three start alike
+    return net
+
+
+@contextlib.contextmanager
+def d2l_data_folder():
+    """A working folder whose ``../data/FashionMNIST/raw`` holds our files, as d2l expects."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "data" / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True)
+        for path in (datasets.REPO_DATA_DIR / "fashion-mnist").glob("*.gz"):
+            shutil.copy(path, raw / path.name)
+        work = Path(tmp) / "work"
+        work.mkdir()
+        before = Path.cwd()
+        os.chdir(work)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
+def d2l_loaders(num_workers: int | None = None):
+    from d2l import torch as d2l
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        train_iter, test_iter = d2l.load_data_fashion_mnist(BATCH_SIZE)
+    if num_workers is not None:
+        train_iter = torch.utils.data.DataLoader(train_iter.dataset, BATCH_SIZE, shuffle=True,
+                                                 num_workers=num_workers)
+    return train_iter, test_iter
+
+
+def run_ours(train_iter, test_iter) -> float:
+    net = fresh_lenet()
+    start = time.perf_counter()
+    fit(net, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=LR), train_iter, 1,
+        val_iter=test_iter, metrics={"acc": accuracy}, live=False, progress=False, verbose=False)
+    return time.perf_counter() - start
+
+
+def run_bare(train_iter, test_iter) -> float:
+    net = fresh_lenet()
+    loss_fn, optimizer = nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=LR)
+    start = time.perf_counter()
+    net.train()
+    for X, y in train_iter:
+        loss = loss_fn(net(X), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for X, y in test_iter:
+            correct += (net(X).argmax(dim=1) == y).sum().item()
+    return time.perf_counter() - start
+
+
+def run_d2l(train_iter, test_iter) -> float:
+    from d2l import torch as d2l
+
+    net = fresh_lenet()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # its Animator prints figure reprs in a script
+        d2l.train_ch6(net, train_iter, test_iter, 1, LR, torch.device("cpu"))
+    seconds = time.perf_counter() - start
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return seconds
+
+
+def throughput(repeats: int) -> dict[str, list[float]]:
+    ours_iters = datasets.load_fashion_mnist(BATCH_SIZE, fast=False)
+    with d2l_data_folder():
+        d2l_iters = d2l_loaders()
+        runs = {"ours": (run_ours, ours_iters), "bare": (run_bare, ours_iters), "d2l": (run_d2l, d2l_iters)}
+        times = {name: [] for name in runs}
+        for repeat in range(repeats):
+            for name, (run, iters) in runs.items():
+                seconds = run(*iters)
+                times[name].append(seconds)
+                print(f"  LeNet epoch {repeat + 1}/{repeats} {name}: {seconds:.1f} s", flush=True)
+    return times
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Data loading
+# --------------------------------------------------------------------------------------------
+
+
+def one_pass(loader) -> float:
+    start = time.perf_counter()
+    count = sum(len(y) for _, y in loader)
+    assert count == NUM_TRAIN, count
+    return time.perf_counter() - start
+
+
+def data_loading(repeats: int) -> dict[str, list[float]]:
+    times = {"ours: first load (sha256, gunzip, decode)": [], "ours: one pass": [],
+             "d2l: one pass, 4 workers (its default)": [], "d2l: one pass, 0 workers": []}
+    for _ in range(repeats):
+        datasets._fashion_mnist_cached.cache_clear()
+        datasets._verified.clear()
+        start = time.perf_counter()
+        train_iter, _ = datasets.load_fashion_mnist(BATCH_SIZE, fast=False)
+        times["ours: first load (sha256, gunzip, decode)"].append(time.perf_counter() - start)
+        times["ours: one pass"].append(one_pass(train_iter))
+    with d2l_data_folder():
+        for _ in range(repeats):
+            times["d2l: one pass, 4 workers (its default)"].append(one_pass(d2l_loaders()[0]))
+            times["d2l: one pass, 0 workers"].append(one_pass(d2l_loaders(num_workers=0)[0]))
+    return times
+
+
+# --------------------------------------------------------------------------------------------
+# 3 and 4. Notebooks and widgets
+# --------------------------------------------------------------------------------------------
+
+WIDGET_PROBE = r'''
+import gc as _gc, json as _json, math as _math
+import ipywidgets as _w
+from helpers.widgets import PlotExplorer as _PlotExplorer
+
+def _one_step(control):
+    """A neighbouring value of a control: the next option, one slider step, the other boolean."""
+    value = control.value
+    if isinstance(value, bool):
+        return not value
+    options = getattr(control, "options", None)
+    if options:
+        values = [o[1] if isinstance(o, tuple) else o for o in options]
+        i = values.index(value) if value in values else 0
+        return values[i + 1] if i + 1 < len(values) else values[i - 1] if i > 0 else None
+    if isinstance(control, _w.FloatLogSlider):
+        factor = control.base ** control.step
+        fits = _math.log(value * factor, control.base) <= control.max + 1e-9
+        return value * factor if fits else value / factor
+    step = getattr(control, "step", None)
+    if isinstance(value, (int, float)) and step:
+        return value + step if value + step <= control.max else value - step
+    return None
+
+_rows = []
+for _explorer in [o for o in _gc.get_objects() if isinstance(o, _PlotExplorer)]:
+    for _name, _control in _explorer.controls.items():
+        _new = _one_step(_control)
+        if _new is None:
+            continue
+        _old = _control.value
+        _control.value = _new
+        _rows.append({"widget": type(_explorer).__name__ + "(" + ", ".join(_explorer.controls) + ")",
+                      "control": _name, "seconds": _explorer.seconds})
+        _control.value = _old
+print("WIDGET_LATENCY " + _json.dumps(_rows))
+'''
+
+
+def run_notebook(path: Path, fast: bool, probe_widgets: bool) -> tuple[float, list[dict]]:
+    """Execute a notebook in a fresh kernel; return its wall time and, optionally, widget latencies."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ["COURSE_FAST"] = "1" if fast else "0"
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    latencies = []
+    with client.setup_kernel():
+        start = time.perf_counter()
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        seconds = time.perf_counter() - start
+        if probe_widgets:
+            probe = nbformat.v4.new_code_cell(WIDGET_PROBE)
+            notebook.cells.append(probe)
+            client.execute_cell(probe, len(notebook.cells) - 1)
+            for output in probe.outputs:
+                for line in output.get("text", "").splitlines():
+                    if line.startswith("WIDGET_LATENCY "):
+                        latencies = json.loads(line.split(" ", 1)[1])
+    os.environ.pop("COURSE_FAST")
+    return seconds, latencies
+
+
+def notebook_budget(names: list[str] | None) -> tuple[list[dict], list[dict]]:
+    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
+    if names:
+        paths = [p for p in paths if p.stem in names]
+    rows, widgets = [], []
+    for path in paths:
+        fast_s, _ = run_notebook(path, fast=True, probe_widgets=False)
+        full_s, latencies = run_notebook(path, fast=False, probe_widgets=True)
+        print(f"  {path.name}: fast {fast_s:.0f} s, full {full_s:.0f} s, {len(latencies)} widget controls",
+              flush=True)
+        rows.append({"notebook": path.name, "fast": fast_s, "full": full_s})
+        widgets += [{"notebook": path.name, **row} for row in latencies]
+    return rows, widgets
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(throughput_s, loading_s, notebooks, widgets, args) -> str:
+    med = {name: _median(v) for name, v in throughput_s.items()}
+    lines = ["# Benchmarks", "", "Written by `make bench` (`benchmarks/bench.py`); rerun it to refresh.", "",
+             "## Machine", "", *machine_lines(), ""]
+    lines += ["## 1. Training throughput: LeNet on Fashion-MNIST, one epoch", "",
+              f"d2l's `train_ch6` set-up: sigmoid LeNet, batch {BATCH_SIZE}, lr {LR}, SGD, all {NUM_TRAIN:,} "
+              "training images, one epoch including the evaluation on the 10,000 test images; the same "
+              f"initial weights for all three. Medians of {args.repeats} alternating runs.", "",
+              "| loop | data | wall time per epoch (s) | examples/s | all runs (s) |",
+              "| --- | --- | ---: | ---: | --- |"]
+    labels = {"ours": ("`helpers.training.fit`", "`helpers.datasets.load_fashion_mnist`"),
+              "bare": ("bare hand-written loop", "`helpers.datasets.load_fashion_mnist`"),
+              "d2l": ("`d2l.train_ch6`", "`d2l.load_data_fashion_mnist` (4 workers)")}
+    for name, (loop, data) in labels.items():
+        runs = ", ".join(f"{t:.1f}" for t in throughput_s[name])
+        lines.append(f"| {loop} | {data} | {med[name]:.1f} | {NUM_TRAIN / med[name]:,.0f} | {runs} |")
+    lines += ["", f"- ours / d2l examples per second: **{med['d2l'] / med['ours']:.2f}x**",
+              f"- ours / bare wall time: **{med['ours'] / med['bare']:.3f}** (the loop's overhead)", ""]
+    lines += ["## 2. Data loading: one pass over the 60,000 training images", "",
+              "| loader | median (s) | all runs (s) |", "| --- | ---: | --- |"]
+    for name, values in loading_s.items():
+        lines.append(f"| {name} | {_median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
+    if notebooks:
+        lines += ["", "## 3. The course's time budget", "",
+                  "Each notebook in a fresh kernel (cells only, kernel start excluded).", "",
+                  "| notebook | fast mode (s) | full mode (s) |", "| --- | ---: | ---: |"]
+        for row in notebooks:
+            lines.append(f"| {row['notebook']} | {row['fast']:.0f} | {row['full']:.0f} |")
+        lines.append(f"| **total** | **{sum(r['fast'] for r in notebooks):.0f}** | "
+                     f"**{sum(r['full'] for r in notebooks):.0f}** |")
+        lines += ["", "## 4. Widget latency", "",
+                  "After each notebook's full-mode run, every control of every widget moved one step "
+                  "(next option, one slider step); the time of the widget's callback.", "",
+                  "| notebook | widget | control | callback (s) |", "| --- | --- | --- | ---: |"]
+        for row in widgets:
+            lines.append(f"| {row['notebook']} | {row['widget']} | {row['control']} | {row['seconds']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-notebooks", action="store_true", help="only sections 1 and 2")
+    parser.add_argument("--notebooks", nargs="*", help="notebook stems to time (default: all)")
+    parser.add_argument("--report", type=Path, default=REPORT)
+    args = parser.parse_args()
+    print("1. LeNet throughput", flush=True)
+    throughput_s = throughput(args.repeats)
+    print("2. data loading", flush=True)
+    loading_s = data_loading(args.repeats)
+    notebooks, widgets = ([], []) if args.skip_notebooks else notebook_budget(args.notebooks)
+    text = report(throughput_s, loading_s, notebooks, widgets, args)
+    args.report.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
