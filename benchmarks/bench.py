@@ -32,9 +32,13 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# d2l's defaults warn on a 2-core machine (4 loader workers) and in its plot of a 1-epoch run.
+warnings.filterwarnings("ignore", message="This DataLoader will create")
+warnings.filterwarnings("ignore", message="Attempting to set identical low and high xlims")
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
