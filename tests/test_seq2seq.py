@@ -190,3 +190,33 @@ def test_fit_sees_the_loader_length(toy):
     src, dec_X, src_valid_len, tgt = batches[0]
     assert dec_X[:, 0].eq(vocab["<bos>"]).all() and dec_X[:, 1:].equal(tgt[:, :-1])
     assert isinstance(seq2seq.MaskedCrossEntropy(vocab["<pad>"]), nn.Module)
+
+
+def test_bucket_loader_covers_every_pair_once_with_trimmed_batches(toy):
+    _, _, _, test = toy
+    loader = seq2seq.BucketLoader(test.src, test.src_valid_len, test.tgt, test.tgt_valid_len,
+                                  batch_size=32, seed=0)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 7
+    rows = sorted(tuple(src[i, : int(sl[i])].tolist()) for src, sl, _, _ in batches for i in range(len(src)))
+    expected = sorted(tuple(test.src[i, : int(test.src_valid_len[i])].tolist()) for i in range(len(test)))
+    assert rows == expected
+    for src, src_valid_len, tgt, tgt_valid_len in batches:
+        assert src.shape[1] == src_valid_len.max() and tgt.shape[1] == tgt_valid_len.max()
+    spreads = [int(b[3].max() - b[3].min()) for b in batches]
+    assert max(spreads) <= 1  # sorted by target length: each batch nearly uniform
+    with pytest.raises(ValueError, match="batch_size"):
+        seq2seq.BucketLoader(test.src, test.src_valid_len, test.tgt, test.tgt_valid_len, batch_size=0)
+
+
+def test_packed_encoder_ignores_padding():
+    torch.manual_seed(0)
+    encoder = seq2seq.Seq2SeqEncoder(10, 8, 16, num_layers=2).eval()
+    src = torch.tensor([[4, 5, 2, 1, 1, 1]])
+    outputs, state = encoder(src, torch.tensor([3]))
+    short_outputs, short_state = encoder(src[:, :3], torch.tensor([3]))
+    assert torch.allclose(state, short_state, atol=1e-6) and outputs[0, 3:].eq(0).all()
+    assert torch.allclose(outputs[:, :3], short_outputs, atol=1e-6)
+    assert not torch.allclose(encoder(src)[1], state)  # without valid lengths it reads the padding
+    with pytest.raises(ValueError, match="at least 1"):
+        encoder(src, torch.tensor([0]))
