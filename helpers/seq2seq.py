@@ -106,8 +106,9 @@ class EncoderDecoder(nn.Module):
 class Seq2SeqEncoder(Encoder):
     """Embedding + multi-layer GRU. Returns ``(outputs (B, T, H), state (layers, B, H))``.
 
-    The encoder runs over the padding too (as in d2l); the source ends in ``<eos>``, so the
-    model learns to carry the sentence through the few padding steps.
+    With ``valid_len`` the GRU reads only the valid tokens (a packed sequence): the state is the
+    one after each sentence's last token (its ``<eos>``), however much padding follows, and the
+    outputs at padded positions are zeros. Without it, the GRU also reads the padding (as d2l).
     """
 
     def __init__(self, vocab_size, embed_size, num_hiddens, num_layers, dropout=0.0):
@@ -117,7 +118,17 @@ class Seq2SeqEncoder(Encoder):
                           dropout=dropout if num_layers > 1 else 0.0)
 
     def forward(self, X, valid_len=None):
-        return self.rnn(self.embedding(X))
+        embs = self.embedding(X)
+        if valid_len is None:
+            return self.rnn(embs)
+        if int(valid_len.min()) < 1:
+            raise ValueError("Every source needs a valid length of at least 1 (its <eos>).")
+        packed = nn.utils.rnn.pack_padded_sequence(embs, valid_len.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        outputs, state = self.rnn(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True,
+                                                      total_length=X.shape[1])
+        return outputs, state
 
 
 class Seq2SeqDecoder(Decoder):
@@ -226,6 +237,36 @@ class TeacherForcingLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for src, src_valid_len, tgt, _ in self.nmt_iter:
             yield src, teacher_forcing_input(tgt, self.bos), src_valid_len, tgt
+
+
+class BucketLoader:
+    """Translation minibatches of pairs with similar target lengths, trimmed of extra padding.
+
+    Every epoch the pairs are shuffled, sorted (stably) by target length and cut into batches
+    of ``batch_size``, which are visited in a random order. Each batch is cut to its longest
+    source and target, so little time goes into padding. Yields
+    ``(src, src_valid_len, tgt, tgt_valid_len)`` like :func:`helpers.datasets.load_data_nmt`.
+    """
+
+    def __init__(self, src, src_valid_len, tgt, tgt_valid_len, batch_size: int, seed: int = 0):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        self.arrays = (src, src_valid_len, tgt, tgt_valid_len)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.arrays[0]) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        src, src_valid_len, tgt, tgt_valid_len = self.arrays
+        perm = torch.randperm(len(src), generator=self.generator)
+        order = perm[torch.sort(tgt_valid_len[perm], stable=True).indices]
+        batches = order.split(self.batch_size)
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            idx = batches[i]
+            src_len, tgt_len = int(src_valid_len[idx].max()), int(tgt_valid_len[idx].max())
+            yield src[idx, :src_len], src_valid_len[idx], tgt[idx, :tgt_len], tgt_valid_len[idx]
 
 
 def train_seq2seq(model: nn.Module, train_iter: Iterable, tgt_vocab, num_epochs: int,
