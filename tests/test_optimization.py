@@ -149,7 +149,7 @@ def test_draw_playground_returns_a_figure_and_a_message():
 
 
 def test_the_widget_driven_through_its_controls():
-    explorer = opt.OptimizerPlayground()
+    explorer = opt.PlaygroundExplorer()
     assert explorer.image.value[:4] == b"\x89PNG"
     assert explorer.message.startswith("100 steps from (-1.20, 1.00): GD: f = ")
     calls = []
@@ -176,7 +176,7 @@ def test_the_widget_driven_through_its_controls():
 
 
 def test_the_widget_updates_quickly():
-    explorer = opt.OptimizerPlayground(optimizers=("GD", "momentum", "Adam"), steps=100)
+    explorer = opt.PlaygroundExplorer(optimizers=("GD", "momentum", "Adam"), steps=100)
     seconds = []
     for x0 in (-1.0, -0.5, 0.0, 0.5, 1.0):
         explorer.controls["x0"].value = x0
