@@ -29,10 +29,11 @@ class RNNLM(nn.Module):
     ``forward(X, state=None) -> (logits, state)`` with ``X`` int64 ``(batch, steps)`` and
     ``logits`` ``(batch, steps, vocab_size)``; ``state=None`` starts from zeros. The recurrent
     layer must be batch-first (``nn.GRU(..., batch_first=True)``); its ``hidden_size`` and
-    ``bidirectional`` set the size of the output layer.
+    ``bidirectional`` set the size of the output layer. ``dropout`` is applied to the recurrent
+    layer's outputs during training (a regulariser against overfitting a small corpus).
     """
 
-    def __init__(self, rnn: nn.Module, vocab_size: int) -> None:
+    def __init__(self, rnn: nn.Module, vocab_size: int, dropout: float = 0.0) -> None:
         super().__init__()
         if not getattr(rnn, "batch_first", False):
             raise ValueError("Create the recurrent layer with batch_first=True, "
@@ -40,11 +41,12 @@ class RNNLM(nn.Module):
         self.rnn = rnn
         self.vocab_size = vocab_size
         directions = 2 if getattr(rnn, "bidirectional", False) else 1
+        self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(rnn.hidden_size * directions, vocab_size)
 
     def forward(self, X: torch.Tensor, state=None):
         outputs, state = self.rnn(F.one_hot(X, self.vocab_size).float(), state)
-        return self.dense(outputs), state
+        return self.dense(self.dropout(outputs)), state
 
 
 class _FreshStateLogits(nn.Module):

@@ -102,3 +102,12 @@ def test_next_token_distribution_sharpens_with_low_temperature():
     assert torch.allclose(warm.sum(), torch.tensor(1.0)) and cold.max() > warm.max()
     with pytest.raises(ValueError, match="positive temperature"):
         sequence.next_token_distribution(model, "the", VOCAB, 0)
+
+
+def test_rnnlm_dropout_is_only_active_in_training():
+    torch.manual_seed(0)
+    model = sequence.RNNLM(nn.GRU(len(VOCAB), 16, batch_first=True), len(VOCAB), dropout=0.5)
+    X = torch.randint(0, len(VOCAB), (2, 5))
+    assert not torch.allclose(model(X)[0], model(X)[0])
+    model.eval()
+    assert torch.allclose(model(X)[0], model(X)[0])
