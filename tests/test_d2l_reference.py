@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from helpers import datasets as D
+from helpers import seq2seq
 from helpers import text as T
 
 d2l = pytest.importorskip(
@@ -105,3 +106,37 @@ def test_translation_preprocessing_and_tokens_equal_d2ls():
 def test_reference_numbers_are_finite():
     # a guard that the reference itself imported with the course's numpy/torch
     assert math.isfinite(float(d2l.tensor([1.0, 2.0]).sum()))
+
+
+def _random_sentences(seed: int, n: int = 200) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    words = "le chat noir est sur la table , et il dort . un chien".split()
+    pairs = []
+    for _ in range(n):
+        label = [rng.choice(words) for _ in range(rng.randint(1, 9))]
+        pred = [w if rng.random() < 0.6 else rng.choice(words) for w in label]
+        pred = pred[: rng.randint(1, len(pred) + 1)] + [rng.choice(words)] * rng.randint(0, 2)
+        pairs.append((" ".join(pred), " ".join(label)))
+    return pairs
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_sentence_bleu_equals_d2ls(k):
+    for pred, label in _random_sentences(seed=k):
+        if len(pred.split()) < k:  # d2l divides by zero when the prediction has fewer than k tokens
+            continue
+        assert seq2seq.bleu(pred, label, k) == pytest.approx(d2l.bleu(pred, label, k), abs=1e-12)
+
+
+@pytest.mark.parametrize("valid_shape", ["1-D", "2-D"])
+def test_masked_softmax_equals_d2ls(valid_shape):
+    attention = pytest.importorskip("helpers.attention")
+    torch.manual_seed(0)
+    X = torch.randn(4, 3, 6)
+    if valid_shape == "1-D":
+        valid_lens = torch.tensor([0, 3, 6, 2])  # 0: no valid key, uniform in both
+    else:
+        valid_lens = torch.tensor([[1, 2, 6], [3, 3, 3], [6, 5, 4], [2, 1, 2]])
+    ours, theirs = attention.masked_softmax(X, valid_lens), d2l.masked_softmax(X, valid_lens)
+    assert torch.allclose(ours, theirs, atol=1e-7)
+    assert torch.allclose(attention.masked_softmax(X, None), d2l.masked_softmax(X, None))
