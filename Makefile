@@ -44,7 +44,9 @@ bundle: env
 	$(BIN)/python tools/bundle.py
 
 # Benchmarks against d2l and a bare loop, the course's time budget and widget latency, written to
-# benchmarks/REPORT.md (about an hour on 2 cores; BENCH_ARGS=--skip-notebooks for the first two parts).
+# benchmarks/REPORT.md (about an hour on 2 cores). Each run refreshes only what it measured, in
+# benchmarks/results.json: BENCH_ARGS=--skip-notebooks (parts 1-2, minutes) or
+# BENCH_ARGS="--only-notebooks --notebooks 05_rnn" (one chapter's times and widget latencies).
 BENCH_ARGS ?=
 bench: env
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

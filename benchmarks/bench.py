@@ -15,7 +15,14 @@ d2l 1.0.3 comes from ``make env`` (installed with ``--no-deps`` next to the cour
 Nothing here downloads: d2l's loader finds the shipped Fashion-MNIST files, whose md5 values are the
 official ones, so torchvision uses them as "already downloaded". Usage::
 
-    .venv/bin/python benchmarks/bench.py [--repeats 3] [--skip-notebooks] [--notebooks 01_linear_regression]
+    .venv/bin/python benchmarks/bench.py [--repeats 3] [--skip-notebooks | --only-notebooks]
+                                         [--notebooks 01_linear_regression 05_rnn]
+
+The raw numbers are kept in ``benchmarks/results.json`` and every run replaces only what it measured
+(sections 1-2, or the notebooks it timed), each with its date; the report is written from the whole
+file. So after changing one chapter, ``make bench BENCH_ARGS="--only-notebooks --notebooks 05_rnn"``
+refreshes its row in minutes instead of re-running the hour-long whole; on a shared machine each
+part can wait for a quiet moment.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from helpers.training import accuracy, fit  # noqa: E402
 
 BATCH_SIZE, LR, NUM_TRAIN = 256, 0.9, 60_000
 REPORT = ROOT / "benchmarks" / "REPORT.md"
+RESULTS = ROOT / "benchmarks" / "results.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +84,6 @@ def machine_lines() -> list[str]:
         f"- torch {torch.__version__}, {torch.get_num_threads()} intra-op threads",
         f"- Python {platform.python_version()}",
         f"- d2l {d2l.__version__} (installed with --no-deps; see the Makefile)",
-        f"- date: {datetime.date.today().isoformat()}",
     ]
 
 
@@ -289,19 +296,23 @@ def run_notebook(path: Path, fast: bool, probe_widgets: bool) -> tuple[float, li
     return seconds, latencies
 
 
-def notebook_budget(names: list[str] | None) -> tuple[list[dict], list[dict]]:
+def notebook_budget(names: list[str] | None) -> dict[str, dict]:
+    """Time each notebook (fast, then full with the widget probe); rows keyed by file name."""
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
     if names:
+        unknown = set(names) - {p.stem for p in paths}
+        if unknown:
+            raise SystemExit(f"no notebook named {sorted(unknown)} in notebooks/ "
+                             "(give file names without .ipynb, e.g. 01_linear_regression)")
         paths = [p for p in paths if p.stem in names]
-    rows, widgets = [], []
+    rows = {}
     for path in paths:
         fast_s, _ = run_notebook(path, fast=True, probe_widgets=False)
         full_s, latencies = run_notebook(path, fast=False, probe_widgets=True)
         print(f"  {path.name}: fast {fast_s:.0f} s, full {full_s:.0f} s, {len(latencies)} widget controls",
               flush=True)
-        rows.append({"notebook": path.name, "fast": fast_s, "full": full_s})
-        widgets += [{"notebook": path.name, **row} for row in latencies]
-    return rows, widgets
+        rows[path.name] = {"fast": fast_s, "full": full_s, "widgets": latencies, "measured": _today()}
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,58 +324,92 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def report(throughput_s, loading_s, notebooks, widgets, args) -> str:
-    med = {name: _median(v) for name, v in throughput_s.items()}
-    lines = ["# Benchmarks", "", "Written by `make bench` (`benchmarks/bench.py`); rerun it to refresh.", "",
+def _today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def report(results: dict) -> str:
+    """The Markdown report, from everything stored in ``results`` (parts never measured are named)."""
+    lines = ["# Benchmarks", "", "Written by `make bench` (`benchmarks/bench.py`) from "
+             "`benchmarks/results.json`; each part gives the date it was measured.", "",
              "## Machine", "", *machine_lines(), ""]
-    lines += ["## 1. Training throughput: LeNet on Fashion-MNIST, one epoch", "",
-              f"d2l's `train_ch6` set-up: sigmoid LeNet, batch {BATCH_SIZE}, lr {LR}, SGD, all {NUM_TRAIN:,} "
-              "training images, one epoch including the evaluation on the 10,000 test images; the same "
-              f"initial weights for all three. Medians of {args.repeats} alternating runs.", "",
-              "| loop | data | wall time per epoch (s) | examples/s | all runs (s) |",
-              "| --- | --- | ---: | ---: | --- |"]
-    labels = {"ours": ("`helpers.training.fit`", "`helpers.datasets.load_fashion_mnist`"),
-              "bare": ("bare hand-written loop", "`helpers.datasets.load_fashion_mnist`"),
-              "d2l": ("`d2l.train_ch6`", "`d2l.load_data_fashion_mnist` (4 workers)")}
-    for name, (loop, data) in labels.items():
-        runs = ", ".join(f"{t:.1f}" for t in throughput_s[name])
-        lines.append(f"| {loop} | {data} | {med[name]:.1f} | {NUM_TRAIN / med[name]:,.0f} | {runs} |")
-    lines += ["", f"- ours / d2l examples per second: **{med['d2l'] / med['ours']:.2f}x**",
-              f"- ours / bare wall time: **{med['ours'] / med['bare']:.3f}** (the loop's overhead)", ""]
-    lines += ["## 2. Data loading: one pass over the 60,000 training images", "",
-              "| loader | median (s) | all runs (s) |", "| --- | ---: | --- |"]
-    for name, values in loading_s.items():
-        lines.append(f"| {name} | {_median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
-    if notebooks:
-        lines += ["", "## 3. The course's time budget", "",
-                  "Each notebook in a fresh kernel (cells only, kernel start excluded).", "",
-                  "| notebook | fast mode (s) | full mode (s) |", "| --- | ---: | ---: |"]
-        for row in notebooks:
-            lines.append(f"| {row['notebook']} | {row['fast']:.0f} | {row['full']:.0f} |")
-        lines.append(f"| **total** | **{sum(r['fast'] for r in notebooks):.0f}** | "
-                     f"**{sum(r['full'] for r in notebooks):.0f}** |")
-        lines += ["", "## 4. Widget latency", "",
-                  "After each notebook's full-mode run, every control of every widget moved one step "
-                  "(next option, one slider step); the time of the widget's callback.", "",
-                  "| notebook | widget | control | callback (s) |", "| --- | --- | --- | ---: |"]
-        for row in widgets:
-            lines.append(f"| {row['notebook']} | {row['widget']} | {row['control']} | {row['seconds']:.3f} |")
+    lines += ["## 1. Training throughput: LeNet on Fashion-MNIST, one epoch", ""]
+    if "throughput" in results:
+        part = results["throughput"]
+        times = part["seconds"]
+        med = {name: _median(v) for name, v in times.items()}
+        lines += [f"d2l's `train_ch6` set-up: sigmoid LeNet, batch {BATCH_SIZE}, lr {LR}, SGD, "
+                  f"all {NUM_TRAIN:,} training images, one epoch including the evaluation on the 10,000 "
+                  "test images; the same "
+                  f"initial weights for all three. Medians of {part['repeats']} alternating runs, measured "
+                  f"{part['measured']}.", "",
+                  "| loop | data | wall time per epoch (s) | examples/s | all runs (s) |",
+                  "| --- | --- | ---: | ---: | --- |"]
+        labels = {"ours": ("`helpers.training.fit`", "`helpers.datasets.load_fashion_mnist`"),
+                  "bare": ("bare hand-written loop", "`helpers.datasets.load_fashion_mnist`"),
+                  "d2l": ("`d2l.train_ch6`", "`d2l.load_data_fashion_mnist` (4 workers)")}
+        for name, (loop, data) in labels.items():
+            runs = ", ".join(f"{t:.1f}" for t in times[name])
+            lines.append(f"| {loop} | {data} | {med[name]:.1f} | {NUM_TRAIN / med[name]:,.0f} | {runs} |")
+        lines += ["", f"- ours / d2l examples per second: **{med['d2l'] / med['ours']:.2f}x**",
+                  f"- ours / bare wall time: **{med['ours'] / med['bare']:.3f}** (the loop's overhead)", ""]
+        lines += ["## 2. Data loading: one pass over the 60,000 training images", "",
+                  f"Medians of {part['repeats']} runs, measured {part['measured']}.", "",
+                  "| loader | median (s) | all runs (s) |", "| --- | ---: | --- |"]
+        for name, values in results["loading"].items():
+            lines.append(f"| {name} | {_median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
+    else:
+        lines += ["Not measured yet (nor part 2, data loading): `make bench BENCH_ARGS=--skip-notebooks`."]
+    existing = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))]
+    rows = {name: row for name, row in results.get("notebooks", {}).items() if name in existing}
+    lines += ["", "## 3. The course's time budget", "",
+              "Each notebook in a fresh kernel (cells only, kernel start excluded), one at a time.", "",
+              "| notebook | fast mode (s) | full mode (s) | measured |", "| --- | ---: | ---: | --- |"]
+    for name in existing:
+        row = rows.get(name)
+        lines.append(f"| {name} | {row['fast']:.0f} | {row['full']:.0f} | {row['measured']} |" if row
+                     else f"| {name} | not measured | not measured | |")
+    lines.append(f"| **total** | **{sum(r['fast'] for r in rows.values()):.0f}** | "
+                 f"**{sum(r['full'] for r in rows.values()):.0f}** | |")
+    if rows:
+        slowest = max(rows, key=lambda name: rows[name]["fast"])
+        lines += ["", f"Slowest in fast mode: {slowest} ({rows[slowest]['fast']:.0f} s)."]
+    lines += ["", "## 4. Widget latency", "",
+              "After each notebook's full-mode run, every control of every widget moved one step "
+              "(next option, one slider step); the time of the widget's callback.", "",
+              "| notebook | widget | control | callback (s) |", "| --- | --- | --- | ---: |"]
+    for name in existing:
+        for widget in rows.get(name, {}).get("widgets", []):
+            lines.append(f"| {name} | {widget['widget']} | {widget['control']} | {widget['seconds']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-notebooks", action="store_true", help="only sections 1 and 2")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--skip-notebooks", action="store_true", help="only sections 1 and 2")
+    which.add_argument("--only-notebooks", action="store_true", help="only sections 3 and 4")
     parser.add_argument("--notebooks", nargs="*", help="notebook stems to time (default: all)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
-    print("1. LeNet throughput", flush=True)
-    throughput_s = throughput(args.repeats)
-    print("2. data loading", flush=True)
-    loading_s = data_loading(args.repeats)
-    notebooks, widgets = ([], []) if args.skip_notebooks else notebook_budget(args.notebooks)
-    text = report(throughput_s, loading_s, notebooks, widgets, args)
+    results = load_results(args.results)
+    if not args.only_notebooks:
+        print("1. LeNet throughput", flush=True)
+        seconds = throughput(args.repeats)
+        print("2. data loading", flush=True)
+        results["loading"] = data_loading(args.repeats)
+        results["throughput"] = {"seconds": seconds, "repeats": args.repeats, "measured": _today()}
+    if not args.skip_notebooks:
+        print("3-4. notebooks and widgets", flush=True)
+        results.setdefault("notebooks", {}).update(notebook_budget(args.notebooks))
+    args.results.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    text = report(results)
     args.report.write_text(text, encoding="utf-8")
     print(text)
 
