@@ -8,6 +8,11 @@ network failure) and are recorded in the list the fixture returns.
 Unix-domain sockets (local IPC, e.g. between DataLoader worker processes) are not network and
 are allowed. A test marked ``@pytest.mark.loopback`` (the browser test, which talks to a JupyterLab server it
 started on 127.0.0.1) may connect to loopback addresses; everything else stays blocked.
+
+``one_cpu_thread`` (autouse, whole session): the tests run torch on one CPU thread, so the numbers
+they assert (losses after a few training steps, accuracies) do not depend on how many cores the
+machine has, and the small models of the tests gain nothing from more. The notebooks, which
+nbval runs in their own kernels, use every core.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import torch
 
 
 class NetworkBlockedError(OSError):
@@ -32,6 +38,15 @@ def _host(target) -> str | None:
     if isinstance(target, tuple) and target:
         return str(target[0])
     return str(target) if isinstance(target, str) else None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_cpu_thread():
+    """Run the tests on one CPU thread (see the module docstring); restore the count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -14,14 +14,6 @@ from notebook_code import load_notebook
 ch2 = load_notebook("02_softmax_regression")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The chapter's models are small: one thread, as in the notebook (two crawl on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def logits(n=64, q=10, scale=5.0, seed=0):
     gen = torch.Generator().manual_seed(seed)

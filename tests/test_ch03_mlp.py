@@ -14,14 +14,6 @@ from notebook_code import load_notebook
 ch3 = load_notebook("03_mlp")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The chapter's models are small: one thread, as in the notebook (two crawl on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # ---- 3.1 perceptron and XOR -------------------------------------------------------------------
 

@@ -17,14 +17,6 @@ ch5 = load_notebook("05_rnn")
 CORPUS, VOCAB = load_corpus_time_machine()
 V = len(VOCAB)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small recurrent models train fastest on one CPU thread (as the chapter 5 notebooks do)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def make_inputs(seed=0, T=6, n=3, d=V, h=8):

@@ -16,14 +16,6 @@ SRC_VOCAB = Vocab([["i", "am", "cold", "."], ["we", "are", "friends", "."]] * 2,
 TGT_VOCAB = Vocab([["j'ai", "froid", "."], ["nous", "sommes", "amis", "."]] * 2,
                   reserved_tokens=["<pad>", "<bos>", "<eos>"])
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small recurrent models train fastest on one CPU thread (as the chapter 5 notebooks do)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def small_models(num_layers=2):

@@ -18,14 +18,6 @@ from helpers.text import Vocab, build_array_nmt
 SYMBOLS = list("abcdefgh")
 NUM_STEPS = 7
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small recurrent models train fastest on one CPU thread (as the chapter 5 notebooks do)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def reversal_pairs(num_pairs, seed):

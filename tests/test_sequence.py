@@ -14,14 +14,6 @@ TEXT = "the time machine by h g wells " * 40
 VOCAB = Vocab(list(TEXT))
 CORPUS = VOCAB[list(TEXT)]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small recurrent models train fastest on one CPU thread (as the chapter 5 notebooks do)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 @pytest.mark.parametrize("cell", [nn.RNN, nn.GRU, nn.LSTM])
