@@ -9,9 +9,9 @@ its notebooks; this module holds what several notebooks reuse:
 - :func:`draw_convolution` and :class:`ConvExplorer`: the "Try it" widget that convolves a shipped
   image with a preset or hand-edited 3x3 kernel, with padding/stride/dilation sliders;
 - :func:`layer_summary`, :func:`count_parameters`: per-layer output shapes and parameter counts;
-- :func:`split_validation`, :func:`train_classifier`: hold out a validation set and train an image
-  classifier in the ``channels_last`` memory format, keeping the best checkpoint by validation
-  accuracy.
+- :func:`train_classifier`: train an image classifier in the ``channels_last`` memory format,
+  keeping the best checkpoint by validation accuracy (hold out the validation set with
+  :func:`helpers.classification.train_val_split`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers.data import make_loader
-from helpers.datasets import list_images, load_image, stratified_subset
+from helpers.datasets import list_images, load_image
 from helpers.plotting import PALETTE
 from helpers.training import History, accuracy, evaluate, fit
 from helpers.widgets import PlotExplorer
@@ -340,21 +340,6 @@ def layer_summary(net: nn.Module, X: torch.Tensor, verbose: bool = True) -> list
 # ---------------------------------------------------------------------------------------------
 # Training an image classifier
 # ---------------------------------------------------------------------------------------------
-
-
-def split_validation(X: torch.Tensor, y: torch.Tensor, num_val: int, seed: int = 0):
-    """Hold out ``num_val`` examples, equally many per class, as a validation set.
-
-    Returns ``(X_train, y_train), (X_val, y_val)``. The test set stays untouched for the final
-    report; the validation set is what model selection (e.g. the best epoch) may look at.
-    """
-    if not 0 < num_val < len(y):
-        raise ValueError(f"num_val must be between 1 and {len(y) - 1} (the data has {len(y)} examples), "
-                         f"got {num_val}.")
-    val_idx = stratified_subset(y, num_val, seed=seed)
-    keep = torch.ones(len(y), dtype=torch.bool)
-    keep[val_idx] = False
-    return (X[keep], y[keep]), (X[val_idx], y[val_idx])
 
 
 def warmup_cosine(num_epochs: int, warmup_epochs: int = 1):

@@ -138,17 +138,6 @@ def test_layer_summary_prints_a_table(capsys):
     assert "Conv2d-0" in out and "(1, 2, 3, 3)" in out and "total" in out and "20" in out
 
 
-def test_split_validation_is_stratified_disjoint_and_checked():
-    X = torch.arange(100.0).reshape(100, 1)
-    y = torch.arange(100) % 5
-    (X_train, y_train), (X_val, y_val) = vision.split_validation(X, y, num_val=20, seed=0)
-    assert len(X_val) == 20 and len(X_train) == 80
-    assert torch.bincount(y_val).tolist() == [4] * 5
-    assert set(X_val[:, 0].tolist()).isdisjoint(X_train[:, 0].tolist())
-    with pytest.raises(ValueError, match="num_val must be between 1 and 99"):
-        vision.split_validation(X, y, num_val=100)
-
-
 def test_warmup_cosine_schedule():
     f = vision.warmup_cosine(10, warmup_epochs=2)
     factors = [f(e) for e in range(10)]
