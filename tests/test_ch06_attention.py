@@ -1,0 +1,169 @@
+"""Chapter 6's code, imported from the notebook, against PyTorch, d2l and helpers.attention."""
+
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from helpers import attention, seq2seq
+from helpers.text import Vocab
+from notebook_code import load_notebook
+
+ch6 = load_notebook("06_attention")
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The small recurrent models here run fastest on one CPU thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_nadaraya_watson_is_a_normalised_gaussian_kernel_and_learns_its_width():
+    x_train = torch.linspace(0, 5, 30)
+    y_train = 2 * torch.sin(x_train) + x_train**0.8
+    queries = torch.tensor([0.3, 2.5, 4.9])
+    keys, values = x_train.expand(3, -1), y_train.expand(3, -1)
+    y_hat, weights = ch6.nadaraya_watson(queries, keys, values, 2.0)
+    density = torch.distributions.Normal(queries[:, None], 0.5).log_prob(keys).exp()
+    assert torch.allclose(weights, density / density.sum(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(y_hat, (weights * values).sum(1))
+    model = ch6.NWKernelRegression(w=3.0)
+    assert torch.allclose(model(queries, keys, values), ch6.nadaraya_watson(queries, keys, values, 3.0)[0])
+    assert model.attention_weights.shape == (3, 30)
+
+
+@pytest.mark.parametrize("valid_lens",
+                         [None, torch.tensor([1, 4, 2]), torch.tensor([[1, 2], [4, 4], [3, 1]])])
+def test_masked_softmax_equals_sdpa_and_the_helper(valid_lens):
+    X = randn(3, 2, 4)
+    ours = ch6.masked_softmax(X, valid_lens)
+    assert torch.allclose(ours, attention.masked_softmax(X, valid_lens))
+    if valid_lens is not None:
+        keep = attention.valid_len_mask(valid_lens, 2, 4)
+        assert torch.allclose(ours, ch6.sdpa_weights(X, keep), atol=1e-6)
+        assert torch.allclose(ours, ch6.sdpa_weights(X, attention.additive_mask(keep)), atol=1e-6)
+    else:
+        assert torch.allclose(ours, ch6.sdpa_weights(X, None), atol=1e-6)
+
+
+def test_masked_softmax_has_d2ls_semantics():
+    X = randn(2, 3, 5)
+    lens = torch.tensor([0, 2])
+    assert torch.allclose(ch6.masked_softmax(X, lens)[0], torch.full((3, 5), 0.2))  # all masked: uniform
+    d2l = pytest.importorskip("d2l.torch", reason="d2l 1.0.3 is not installed (`make env` installs it)")
+    for valid_lens in (lens, torch.tensor([[1, 0, 5], [2, 3, 4]])):
+        assert torch.allclose(ch6.masked_softmax(X, valid_lens), d2l.masked_softmax(X, valid_lens))
+
+
+def test_additive_and_dot_product_attention_equal_the_helpers_and_sdpa():
+    torch.manual_seed(0)
+    ours = ch6.AdditiveAttention(6, 3, 8).eval()
+    helper = attention.AdditiveAttention(6, 3, 8)
+    helper.load_state_dict(ours.state_dict())
+    q, k, v, lens = randn(2, 4, 6), randn(2, 5, 3, seed=1), randn(2, 5, 2, seed=2), torch.tensor([3, 5])
+    assert torch.allclose(ours(q, k, v, lens), helper(q, k, v, lens), atol=1e-6)
+    assert ours.attention_weights[0, :, 3:].eq(0).all()
+    q, k = randn(2, 4, 8), randn(2, 5, 8, seed=1)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=attention.valid_len_mask(lens, 4, 5))
+    assert torch.allclose(ch6.DotProductAttention()(q, k, v, lens), expected, atol=1e-6)
+
+
+def test_multi_head_attention_equals_nn_multihead_attention_with_copied_weights():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True)
+    ours = ch6.copy_from_torch(ch6.MultiHeadAttention(16, 4), mha)
+    q, kv, lens = randn(3, 5, 16), randn(3, 6, 16, seed=1), torch.tensor([2, 6, 4])
+    expected, weights = mha(q, kv, kv, key_padding_mask=torch.arange(6)[None] >= lens[:, None],
+                            average_attn_weights=False)
+    assert torch.allclose(ours(q, kv, kv, lens), expected, atol=1e-5)
+    assert torch.allclose(ours.attention.attention_weights.reshape(3, 4, 5, 6), weights, atol=1e-5)
+    X = randn(2, 3, 12)
+    assert torch.equal(ch6.split_heads(X, 3), attention.split_heads(X, 3))
+    assert torch.equal(ch6.merge_heads(ch6.split_heads(X, 3), 3), X)
+
+
+def test_positional_encoding_and_its_relative_position_map():
+    P = ch6.positional_encoding(40, 16)
+    assert torch.allclose(P, attention.positional_encoding(40, 16), atol=1e-6)
+    for delta in (1, 7):
+        M = ch6.relative_position_map(delta, 16)
+        assert torch.allclose(P[:-delta] @ M.T, P[delta:], atol=1e-5)
+        assert torch.allclose(M @ M.T, torch.eye(16), atol=1e-6)  # a rotation
+
+
+def test_pattern_masks_equal_the_presets():
+    for n in (1, 7, 16):
+        assert torch.equal(ch6.local_mask(n, 2), attention.mask_from_preset("local", n, k=2))
+        assert torch.equal(ch6.strided_mask(n, 3), attention.mask_from_preset("strided", n, stride=3))
+        assert torch.equal(ch6.global_mask(n, 2), attention.mask_from_preset("global", n, num_global=2))
+    assert int(ch6.local_mask(100, 3).sum()) == 100 * 7 - 3 * 4
+
+
+RESERVED = ["<pad>", "<bos>", "<eos>"]
+SRC = Vocab([["i", "am", "cold", "."], ["we", "are", "friends", "."]] * 2, reserved_tokens=RESERVED)
+TGT = Vocab([["j'ai", "froid", "."], ["nous", "sommes", "amis", "."]] * 2, reserved_tokens=RESERVED)
+
+
+def small_bahdanau():
+    torch.manual_seed(0)
+    ours = seq2seq.EncoderDecoder(seq2seq.Seq2SeqEncoder(len(SRC), 8, 16, 2),
+                                  ch6.BahdanauDecoder(len(TGT), 8, 16, 2)).eval()
+    helper = attention.make_bahdanau_seq2seq(len(SRC), len(TGT), 8, 16, 2, dropout=0.0).eval()
+    helper.load_state_dict(ours.state_dict())
+    return ours, helper
+
+
+def test_bahdanau_decoder_equals_the_helper_in_training_greedy_and_beam_search():
+    ours, helper = small_bahdanau()
+    src, lens = torch.randint(0, len(SRC), (3, 6)), torch.tensor([6, 2, 4])
+    dec_X = torch.randint(0, len(TGT), (3, 5))
+    assert torch.allclose(ours(src, dec_X, lens), helper(src, dec_X, lens), atol=1e-5)
+    assert torch.allclose(ours.decoder.attention_weights, helper.decoder.attention_weights, atol=1e-6)
+    bos, eos = TGT["<bos>"], TGT["<eos>"]
+    for beam_size in (1, 3):
+        ours_ids = seq2seq.beam_search(ours, src, lens, bos, eos, 5, beam_size)
+        assert ours_ids == seq2seq.beam_search(helper, src, lens, bos, eos, 5, beam_size)
+    greedy = seq2seq.greedy_search(ours, src, lens, bos, eos, 5)
+    assert greedy == seq2seq.greedy_search(helper, src, lens, bos, eos, 5)
+
+
+def test_translation_attention_and_editor_scores():
+    ours, _ = small_bahdanau()
+    source, target, weights = ch6.translation_attention(ours, "i am cold .", SRC, TGT, 6)
+    assert source == ["i", "am", "cold", ".", "<eos>"] and target[-1] == "<eos>"
+    assert weights.shape == (len(target), 5) and torch.allclose(weights.sum(1), torch.ones(len(target)))
+    tokens, scores = ch6.encoder_self_scores(ours, "we are friends .", SRC)
+    assert tokens == ["we", "are", "friends", ".", "<eos>"] and scores.shape == (5, 5)
+    assert torch.allclose(scores, scores.T, atol=1e-6)  # h_i . h_j is symmetric
+
+
+def test_kernel_regression_widget_function_and_exercise_solutions():
+    x = torch.linspace(0, 5, 20)
+    y = torch.sin(x)
+    fig, message = ch6.draw_kernel_regression(2.0, 10, x, y, x, y)
+    assert "MSE against the truth" in message
+    plt.close(fig)
+    keys, values = x.expand(20, -1), y.expand(20, -1)
+    assert torch.allclose(ch6.kernel_regression(x, keys, values, 1.5, "gaussian"),
+                          ch6.nadaraya_watson(x, keys, values, 1.5)[0])
+    boxcar = ch6.kernel_regression(x, keys, values, 100.0, "boxcar")  # window narrower than the spacing
+    assert torch.allclose(boxcar, y, atol=1e-6)
+    weights = ch6.masked_softmax_inf(randn(2, 1, 4), torch.tensor([0, 3]))
+    assert weights[0].isnan().all() and not weights[1].isnan().any()
+
+
+def test_scaling_keeps_unit_variance():
+    gen = torch.Generator().manual_seed(0)
+    for d in (4, 256):
+        q, k = torch.randn(2000, d, generator=gen), torch.randn(2000, d, generator=gen)
+        assert (q * k).sum(1).std() / math.sqrt(d) == pytest.approx(1.0, abs=0.08)
