@@ -17,10 +17,14 @@ Conventions (as in d2l, every tensor batch-first):
 
 from __future__ import annotations
 
+import html
+import io
 import math
+import time
 from collections.abc import Sequence
 
 import ipywidgets as w
+import matplotlib.pyplot as plt
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -494,6 +498,24 @@ class AttentionMaskExplorer(PlotExplorer):
     def _on_cell(self, change) -> None:
         if not self._syncing:
             self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw as :meth:`PlotExplorer.refresh` does, saving the PNG without a ``bbox_inches='tight'``
+        pass: the figure has a fixed layout, and skipping that second rendering makes an update
+        about a third faster (the editor must answer a click in well under 0.3 s)."""
+        self.status.value = f"<i>{html.escape(self.busy)}</i>"
+        start = time.perf_counter()
+        try:
+            fig, message = self.draw(**self.values())
+        except Exception as error:  # a widget shows the problem instead of a traceback
+            fig, message = None, warning_html(str(error) or type(error).__name__)
+        if fig is not None:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=80)
+            plt.close(fig)
+            self.image.value = buffer.getvalue()
+        self.seconds = time.perf_counter() - start
+        self.status.value = message
 
     def _draw(self, preset, k, stride, valid_len, num_global, num_random):
         values = dict(preset=preset, k=k, stride=stride, valid_len=valid_len,
