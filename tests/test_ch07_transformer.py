@@ -1,0 +1,147 @@
+"""Chapter 7's code, imported from the notebook, against PyTorch's layers and helpers.transformer."""
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from helpers import seq2seq, transformer
+from helpers.datasets import NMTTestSet
+from helpers.text import Vocab, build_array_nmt
+from notebook_code import load_notebook
+
+ch7 = load_notebook("07_transformer")
+RESERVED = ["<pad>", "<bos>", "<eos>"]
+SRC = Vocab([["i", "am", "cold", "."], ["we", "are", "friends", "."]] * 2, reserved_tokens=RESERVED)
+TGT = Vocab([["j'ai", "froid", "."], ["nous", "sommes", "amis", "."]] * 2, reserved_tokens=RESERVED)
+SIZES = dict(num_hiddens=16, ffn_num_hiddens=32, num_heads=4, num_layers=2)
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tiny models run fastest on one CPU thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_models():
+    torch.manual_seed(0)
+    sizes = SIZES.values()
+    ours = seq2seq.EncoderDecoder(ch7.Encoder(len(SRC), *sizes), ch7.Decoder(len(TGT), *sizes))
+    helper = transformer.make_transformer(len(SRC), len(TGT), dropout=0.0, **SIZES)
+    helper.load_state_dict(ours.state_dict())
+    return ours.eval(), helper.eval()
+
+
+def test_layer_norm_and_add_norm_equal_torch():
+    torch.manual_seed(0)
+    theirs = nn.LayerNorm(8)
+    with torch.no_grad():
+        theirs.weight.normal_()
+        theirs.bias.normal_()
+    ours = ch7.LayerNorm(8)
+    ours.load_state_dict(theirs.state_dict())
+    X = randn(2, 3, 8) * 5 + 3
+    assert torch.allclose(ours(X), theirs(X), atol=1e-5)
+    Y = randn(2, 3, 8, seed=1)
+    assert torch.allclose(ch7.AddNorm(8).eval()(X, Y), F.layer_norm(X + Y, (8,)), atol=1e-5)
+
+
+def test_ffn_is_position_wise_and_equals_the_helper():
+    torch.manual_seed(0)
+    ffn = ch7.PositionWiseFFN(8, 16)
+    helper = transformer.PositionWiseFFN(8, 16)
+    helper.load_state_dict(ffn.state_dict())
+    X = randn(2, 4, 8)
+    assert torch.allclose(ffn(X), helper(X))
+    assert torch.allclose(ffn(X)[:, 2], ffn(X[:, 2]))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_blocks_equal_torch_transformer_encoder_layer(norm_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).eval()
+    block_class = ch7.PreNormEncoderBlock if norm_first else ch7.EncoderBlock
+    block = ch7.copy_encoder_layer(block_class(16, 32, 4), layer).eval()
+    X, lens = randn(3, 6, 16), torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        expected = layer(X, src_key_padding_mask=torch.arange(6)[None] >= lens[:, None])
+        assert torch.allclose(block(X, lens), expected, atol=1e-5)
+
+
+def test_decoder_block_equals_torch_transformer_decoder_layer():
+    torch.manual_seed(0)
+    layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True).eval()
+    ours = ch7.DecoderBlock(16, 32, 4).eval()
+    ours.load_state_dict(transformer.TransformerDecoderBlock(16, 32, 4).load_from_torch(layer).state_dict())
+    X, memory, lens = randn(3, 5, 16), randn(3, 6, 16, seed=1), torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        causal = nn.Transformer.generate_square_subsequent_mask(5)
+        expected = layer(X, memory, tgt_mask=causal, tgt_is_causal=True,
+                         memory_key_padding_mask=torch.arange(6)[None] >= lens[:, None])
+        assert torch.allclose(ours(X, memory, lens)[0], expected, atol=1e-5)
+
+
+def test_transformer_equals_the_helper_and_caches_exactly():
+    ours, helper = small_models()
+    src, lens = torch.randint(0, len(SRC), (3, 6)), torch.tensor([6, 2, 4])
+    Y = torch.randint(0, len(TGT), (3, 5))
+    with torch.no_grad():
+        full = ours(src, Y, lens)
+        assert torch.allclose(full, helper(src, Y, lens), atol=1e-5)
+        state = ours.decoder.init_state(ours.encoder(src, lens), lens)
+        steps = []
+        for t in range(5):
+            logits, state = ours.decoder(Y[:, t : t + 1], state)
+            steps.append(logits)
+        assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
+        Y2 = Y.clone()
+        Y2[:, 3] = 0
+        assert torch.allclose(ours(src, Y2, lens)[:, :3], full[:, :3], atol=1e-6)  # causal
+    bos, eos = TGT["<bos>"], TGT["<eos>"]
+    for beam_size in (1, 3):
+        assert (seq2seq.beam_search(ours, src, lens, bos, eos, 5, beam_size)
+                == seq2seq.beam_search(helper, src, lens, bos, eos, 5, beam_size))
+
+
+def test_parameter_formula_and_test_subset():
+    _, helper = small_models()
+    total, parts = ch7.transformer_parameters(len(SRC), len(TGT), 16, 32, 2)
+    assert total == sum(p.numel() for p in helper.parameters())
+    assert parts["output layer"] == 16 * len(TGT) + len(TGT)
+    source, target = [["i", "am", "cold", "."]] * 3, [["j'ai", "froid", "."]] * 3
+    test = NMTTestSet(source, target, *build_array_nmt(source, SRC, 6), *build_array_nmt(target, TGT, 6))
+    small = ch7.subset_test(test, 2)
+    assert len(small) == 2 and small.src.shape == (2, 6) and small.tgt_valid_len.tolist() == [4, 4]
+
+
+def test_attention_maps_widget_functions_and_editor_scores():
+    _, model = small_models()
+    source, decoder_input, weights = ch7.transformer_attention(model, "we are friends .", SRC, TGT, 6)
+    assert source == ["we", "are", "friends", ".", "<eos>"] and decoder_input[0] == "<bos>"
+    m = len(decoder_input)
+    assert weights["encoder self-attention"].shape == (4, 5, 5)
+    assert weights["decoder self-attention"].shape == (4, m, m)
+    assert weights["cross-attention"].shape == (4, m, 5)
+    assert weights["decoder self-attention"].triu(1).eq(0).all()  # causal
+    plt.close(ch7.draw_heads(source, decoder_input, weights))
+    fig, message = ch7.draw_cross_attention(model, "we are hot .", 2, SRC, TGT, 6)
+    assert "&rarr;" in message and "unknown words: hot" in message
+    plt.close(fig)
+    with pytest.raises(ValueError, match="empty"):
+        ch7.draw_cross_attention(model, " ", 1, SRC, TGT, 6)
+    tokens = ["we", "are", "friends", ".", "<eos>"]
+    scores = ch7.encoder_scores(model, tokens, SRC)
+    mha = model.encoder.blks[0].attention
+    with torch.no_grad():
+        H = model.encoder.pos_encoding(model.encoder.embedding(torch.tensor([SRC[tokens]])) * 4.0)
+        mha(H, H, H)
+        assert torch.allclose(torch.softmax(scores, -1), mha.attention_weights[0].mean(0), atol=0.5)
+    assert scores.shape == (5, 5)
