@@ -254,8 +254,19 @@ def _one_step(control):
         return value + step if value + step <= control.max else value - step
     return None
 
+def _explorers():
+    """Every live PlotExplorer (gc also lists dead weak proxies, whose isinstance check raises)."""
+    found = []
+    for obj in _gc.get_objects():
+        try:
+            if isinstance(obj, _PlotExplorer):
+                found.append(obj)
+        except ReferenceError:
+            pass
+    return found
+
 _rows = []
-for _explorer in [o for o in _gc.get_objects() if isinstance(o, _PlotExplorer)]:
+for _explorer in _explorers():
     for _name, _control in _explorer.controls.items():
         _new = _one_step(_control)
         if _new is None:
