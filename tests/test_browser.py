@@ -81,9 +81,12 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab(browser, tmp_path_factory):
-    """A JupyterLab server on a free port over a temporary copy of the chapters; stopped afterwards."""
+    """A JupyterLab server on a free port over a temporary copy of the chapters; stopped afterwards.
+
+    One server per test: a server kept between tests restores the previous test's workspace (its
+    notebook tab and kernel), and the menu commands may then act on that notebook instead."""
     base = tmp_path_factory.mktemp("lab")
     root, settings = base / "root", base / "settings"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
