@@ -238,6 +238,8 @@ from helpers.widgets import PlotExplorer as _PlotExplorer
 def _one_step(control):
     """A neighbouring value of a control: the next option, one slider step, the other boolean."""
     value = control.value
+    if isinstance(value, tuple):  # multiple selections: no single "next" value
+        return None
     if isinstance(value, bool):
         return not value
     options = getattr(control, "options", None)
@@ -251,7 +253,8 @@ def _one_step(control):
         return value * factor if fits else value / factor
     step = getattr(control, "step", None)
     if isinstance(value, (int, float)) and step:
-        return value + step if value + step <= control.max else value - step
+        top = getattr(control, "max", None)  # a FloatText has a step but no bounds
+        return value + step if top is None or value + step <= top else value - step
     return None
 
 def _explorers():
@@ -307,8 +310,10 @@ def run_notebook(path: Path, fast: bool, probe_widgets: bool) -> tuple[float, li
     return seconds, latencies
 
 
-def notebook_budget(names: list[str] | None) -> dict[str, dict]:
-    """Time each notebook (fast, then full with the widget probe); rows keyed by file name."""
+def notebook_budget(names: list[str] | None, save=None) -> dict[str, dict]:
+    """Time each notebook (fast, then full with the widget probe); rows keyed by file name.
+
+    ``save(rows)`` is called after each notebook, so an interrupted run keeps what it measured."""
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
     if names:
         unknown = set(names) - {p.stem for p in paths}
@@ -323,6 +328,8 @@ def notebook_budget(names: list[str] | None) -> dict[str, dict]:
         print(f"  {path.name}: fast {fast_s:.0f} s, full {full_s:.0f} s, {len(latencies)} widget controls",
               flush=True)
         rows[path.name] = {"fast": fast_s, "full": full_s, "widgets": latencies, "measured": _today()}
+        if save:
+            save(rows)
     return rows
 
 
@@ -416,13 +423,18 @@ def main() -> None:
         print("2. data loading", flush=True)
         results["loading"] = data_loading(args.repeats)
         results["throughput"] = {"seconds": seconds, "repeats": args.repeats, "measured": _today()}
+    def save(rows=None):
+        if rows:
+            results.setdefault("notebooks", {}).update(rows)
+        args.results.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        text = report(results)
+        args.report.write_text(text, encoding="utf-8")
+        return text
+
     if not args.skip_notebooks:
         print("3-4. notebooks and widgets", flush=True)
-        results.setdefault("notebooks", {}).update(notebook_budget(args.notebooks))
-    args.results.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    text = report(results)
-    args.report.write_text(text, encoding="utf-8")
-    print(text)
+        notebook_budget(args.notebooks, save=save)
+    print(save())
 
 
 if __name__ == "__main__":
