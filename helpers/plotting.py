@@ -163,10 +163,13 @@ def heatmap(
     return ax
 
 
-def figure_to_png(fig, dpi: int = 80) -> bytes:
-    """Render a figure to PNG bytes (what the widgets show in an ``ipywidgets.Image``) and close it."""
+def figure_to_png(fig, dpi: int = 80, tight: bool = True) -> bytes:
+    """Render a figure to PNG bytes (what the widgets show in an ``ipywidgets.Image``) and close it.
+
+    ``tight=True`` trims the margins so labels are never clipped; it renders the figure twice, so a
+    figure with a fixed layout that must update fast (the attention-mask editor) passes ``False``."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return buffer.getvalue()
 

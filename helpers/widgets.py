@@ -51,10 +51,12 @@ class PlotExplorer:
         draw: Callable[..., tuple[plt.Figure | None, str]],
         busy: str = "computing...",
         extra: Sequence[w.Widget] = (),
+        tight: bool = True,
     ) -> None:
         self.controls = dict(controls)
         self.draw = draw
         self.busy = busy
+        self.tight = tight  # see plotting.figure_to_png
         self.status = w.HTML()
         self.image = w.Image(format="png")
         self.seconds = 0.0
@@ -86,7 +88,7 @@ class PlotExplorer:
         except Exception as error:  # a widget shows the problem instead of a traceback
             fig, message = None, warning_html(str(error) or type(error).__name__)
         if fig is not None:
-            self.image.value = figure_to_png(fig)
+            self.image.value = figure_to_png(fig, tight=self.tight)
         self.seconds = time.perf_counter() - start
         self.status.value = message
 

@@ -19,14 +19,6 @@ def randn(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The small recurrent models here run fastest on one CPU thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_nadaraya_watson_is_a_normalised_gaussian_kernel_and_learns_its_width():
     x_train = torch.linspace(0, 5, 30)
