@@ -3,12 +3,15 @@
 The course keeps its data sets small enough to live in memory as tensors. For such data a
 ``torch.utils.data.DataLoader`` spends most of its time indexing and collating one example at a
 time; :class:`TensorLoader` slices whole minibatches out of the tensors instead, with the same
-batching and shuffling semantics. ``make_loader`` is the factory the notebooks call.
+batching and shuffling semantics. ``make_loader`` is the factory the notebooks call, and
+:func:`map_batches` turns each batch of any loader into what a model or ``fit`` expects (uint8
+images to floats, a target sequence to a decoder input) without losing ``len()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -96,3 +99,35 @@ def make_loader(
     Example: ``train_iter = make_loader(X, y, batch_size=32, seed=0)``.
     """
     return TensorLoader(*tensors, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+
+
+class MappedLoader:
+    """The batches of ``loader``, each passed through ``fn``: see :func:`map_batches`."""
+
+    def __init__(self, loader: Iterable, fn: Callable[..., Any]) -> None:
+        if not hasattr(loader, "__len__"):
+            raise TypeError(
+                f"map_batches needs a loader with a length (len(loader)), got {type(loader).__name__}; "
+                "wrap a TensorLoader, a DataLoader or a list of batches."
+            )
+        self.loader, self.fn = loader, fn
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            yield self.fn(*batch)
+
+
+def map_batches(loader: Iterable, fn: Callable[..., Any]) -> MappedLoader:
+    """A loader that yields ``fn(*batch)`` for every ``batch`` of ``loader``, computed lazily.
+
+    ``len()`` is the wrapped loader's (so progress bars know the length), and every ``iter()``
+    starts a new epoch of the wrapped loader (so a reshuffling loader still reshuffles). Use it to
+    change a batch on the fly rather than storing a changed copy of the data, e.g. uint8 images
+    to floats in [0, 1]:
+
+        ``map_batches(train_iter, lambda X, y: (X.float() / 255, y))``
+    """
+    return MappedLoader(loader, fn)

@@ -1,34 +1,59 @@
-"""Offline data sets: the checked files in ``data/`` and ready-to-train loaders.
+"""Loaders of the course's data sets: from the checked files in ``data/`` to ready tensors.
 
-Every data set a chapter uses ships in the repository's ``data/`` folder, or is generated from a
-seed; nothing here touches the network. The first time a process reads a file, its sha256 is
-checked against ``data/MANIFEST.sha256``; a missing or altered file raises a
-:class:`DataFileError` naming the file, both digests and the command that restores it.
+Every data set a chapter uses ships in ``data/`` or is generated from a seed; nothing here touches
+the network. Files are read through :func:`helpers.sources.read_data_bytes`, which checks each
+file's sha256 against ``data/MANIFEST.sha256``; :mod:`helpers.sources` also decides where the data
+folder is (the ``root=`` argument of every loader, else ``$COURSE_DATA_DIR``, else ``data/``).
+Tokenizers, ``Vocab`` and the samplers are in :mod:`helpers.text`, the banana generator in
+:mod:`helpers.detection`.
 
-Where the data is read from: the ``root=`` argument of a loader, else the folder in the
-environment variable ``COURSE_DATA_DIR``, else the ``data/`` folder next to this package.
-Only where ``COURSE_ALLOW_DOWNLOAD=1`` (set by the Colab/Kaggle bundles, never by default) is a
-missing file downloaded and verified, see :mod:`helpers.sources`.
+**Names.** One scheme for every set:
+
+* ``read_<set>(...)``: the records as stored, decoded but not transformed (uint8 images, lines of
+  text, token lists as in the file), e.g. ``read_snli("val")``.
+* ``<set>_tensors(split, ...)``: the ready tensors of one split of an in-memory set, e.g.
+  ``fashion_mnist_tensors("train")``.
+* ``load_<set>(batch_size, ...)``: ready-to-train minibatch iterators (the training iterator
+  reshuffles every epoch, seeded; the others keep the file order), plus the vocabularies where
+  the loader builds them, e.g. ``load_fra_eng(128, 10)``.
+
+**Splits** are called ``"train"``, ``"val"`` and ``"test"`` everywhere; :data:`SPLITS` lists which
+ones each set has, and any other name raises a ``ValueError`` listing them. Held-out splits that
+the course makes itself are seeded (``seed=``) and never share a source sentence (fra-eng), a
+premise (SNLI) or a message text (SMS Spam) between two splits.
+
+**Fast mode, one rule.** Every ``*_tensors``/``load_*`` loader of an example-based set takes
+``fast: bool | None = None`` (None follows :func:`helpers.config.is_fast`). In fast mode it keeps
+:data:`FAST_SIZES` ``[set][split]`` examples of each split (the size comes from
+:func:`fast_size`), a seeded subset in file order that keeps the class proportions
+(:func:`fast_subset`), picked *after* everything the full data determines: vocabularies, held-out
+splits, deduplication. So fast mode changes how many examples a notebook uses, never what a token
+id or a label means, nor which examples are held out. The generated detection set keeps its first
+images: each is an independent seeded draw, so they are a seeded sample, and not generating the
+rest is what saves the time. The two running texts are not shrunk: The Time Machine and
+WikiText-2 are one text each, whose vocabulary and sentence pairs depend on all of it, so a
+notebook chooses how much of it to train on (``max_tokens``, steps via ``helpers.by_mode``).
 
 Loaders (all deterministic for a given ``seed``):
 
-* Fashion-MNIST: :func:`load_fashion_mnist`, :func:`fashion_mnist_tensors`,
-  :func:`read_fashion_mnist`, :data:`FASHION_MNIST_CLASSES`, :func:`text_labels`
-* The Time Machine: :func:`read_time_machine`, :func:`load_corpus_time_machine`,
-  :func:`load_data_time_machine`
-* English-French pairs: :func:`read_data_nmt`, :func:`load_data_nmt`
-* WikiText-2 (BERT pre-training): :func:`read_wiki`, :func:`load_data_wiki`
+* Fashion-MNIST: :func:`read_fashion_mnist`, :func:`fashion_mnist_tensors`,
+  :func:`load_fashion_mnist`, :data:`FASHION_MNIST_CLASSES`, :func:`text_labels`
+* The Time Machine: :func:`read_time_machine`, :func:`time_machine_corpus`,
+  :func:`load_time_machine`
+* English-French pairs: :func:`read_fra_eng`, :func:`load_fra_eng`
+* WikiText-2 (BERT pre-training): :func:`read_wikitext2`, :func:`load_wikitext2`
+* SNLI (sentence-pair classification): :func:`read_snli`, :func:`snli_tensors`, :func:`load_snli`
+* SMS Spam (text classification): :func:`read_sms_spam`, :func:`sms_spam_tensors`,
+  :func:`load_sms_spam`
 * Sample images: :func:`list_images`, :func:`load_image`
-* Synthetic "banana" detection set: :func:`detection_data`, :func:`load_data_detection`
-
-Tokenizers, ``Vocab`` and the sequence samplers are in :mod:`helpers.text`.
+* Synthetic "banana" detection set: :func:`detection_tensors`, :func:`load_detection`
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
+import html
 import io
 import math
 import numbers
@@ -36,172 +61,110 @@ import os
 import random
 import re
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from helpers import sources
+from helpers import detection
 from helpers.config import is_fast
-from helpers.data import make_loader
-from helpers.sources import DataDownloadError
+from helpers.data import MappedLoader, TensorLoader, make_loader, map_batches
+from helpers.sources import data_root, read_data_bytes, read_manifest
 from helpers.text import (
     BERT_RESERVED_TOKENS,
     SeqDataLoader,
     Vocab,
+    bert_input_tensors,
     bert_pretraining_tensors,
     build_array_nmt,
     preprocess_nmt,
     tokenize,
+    tokenize_english,
     tokenize_nmt,
 )
 
-DATA_DIR_ENV_VAR = "COURSE_DATA_DIR"
-MANIFEST_NAME = "MANIFEST.sha256"
-REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-
 # =============================================================================================
-# File integrity
+# Splits and the fast-mode rule
 # =============================================================================================
 
-
-class DataFileError(RuntimeError):
-    """A shipped data file (or the data folder) is missing, unlisted or corrupted."""
-
-
-class MissingDataFileError(DataFileError):
-    """A data file listed in the manifest is not on disk."""
-
-
-class ChecksumMismatchError(DataFileError):
-    """A data file's sha256 differs from the one in the manifest."""
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``root`` if given, else ``$COURSE_DATA_DIR``, else the repo's ``data/``."""
-    if root is not None:
-        path, source = Path(root), "the root= argument"
-    elif os.environ.get(DATA_DIR_ENV_VAR):
-        path, source = Path(os.environ[DATA_DIR_ENV_VAR]), f"${DATA_DIR_ENV_VAR}"
-    else:
-        path, source = REPO_DATA_DIR, "the default (the data/ folder next to helpers/)"
-    path = path.expanduser().resolve()
-    if not path.is_dir():
-        raise DataFileError(
-            f"The data folder {path} (from {source}) does not exist. Point root= or "
-            f"${DATA_DIR_ENV_VAR} at the course's data/ folder, or unset {DATA_DIR_ENV_VAR}."
-        )
-    return path
+SPLITS = {
+    "fashion_mnist": ("train", "test"),
+    "fra_eng": ("train", "test"),
+    "wikitext2": ("val", "test"),
+    "snli": ("train", "val", "test"),
+    "sms_spam": ("train", "val", "test"),
+    "detection": ("train", "val"),
+}
+# Examples per split in fast mode (a split with fewer examples is kept whole).
+FAST_SIZES = {
+    "fashion_mnist": {"train": 6000, "test": 1000},  # of 60,000 / 10,000; 10% of each class
+    "fra_eng": {"train": 8000, "test": 500},  # of 18,000 / 2,000 (held out by source sentence)
+    "snli": {"train": 2000, "val": 500, "test": 1000},  # of 8,857 / 985 / 9,824
+    "sms_spam": {"train": 1000, "val": 250, "test": 500},  # of 3,637 / 500 / 1,034 unique messages
+    "detection": {"train": 200, "val": 50},  # the first of 1,000 / 100 generated images
+}
 
 
-def _manifest_path(base: Path) -> Path:
-    """The manifest of ``base``; a folder without one is checked against the repo's manifest."""
-    own = base / MANIFEST_NAME
-    return own if own.is_file() else REPO_DATA_DIR / MANIFEST_NAME
+def check_split(dataset: str, split: str) -> str:
+    """Return ``split`` if ``dataset`` has it (see :data:`SPLITS`), else raise a ValueError."""
+    valid = [repr(name) for name in SPLITS[dataset]]
+    if split not in SPLITS[dataset]:
+        listed = f"{', '.join(valid[:-1])} or {valid[-1]}" if len(valid) > 1 else valid[0]
+        raise ValueError(f"split must be {listed} for {dataset}, got {split!r}.")
+    return split
 
 
-@functools.lru_cache(maxsize=8)
-def _parse_manifest(path: Path, mtime_ns: int) -> dict[str, str]:
-    digests = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            digests[name.lstrip("*")] = digest.lower()
-    return digests
+def fast_size(dataset: str, split: str, fast: bool | None = None) -> int | None:
+    """How many examples of ``split`` a loader keeps: ``FAST_SIZES[dataset][split]`` in fast mode
+    (``fast=None`` follows :func:`helpers.config.is_fast`), None (all of them) in full mode."""
+    check_split(dataset, split)
+    return FAST_SIZES[dataset][split] if (is_fast() if fast is None else fast) else None
 
 
-def read_manifest(root: str | os.PathLike | None = None) -> dict[str, str]:
-    """The expected sha256 of every shipped file, keyed by path relative to the data folder."""
-    path = _manifest_path(data_root(root))
-    if not path.is_file():
-        raise DataFileError(
-            f"No manifest at {path}. Restore it with `git checkout -- data/{MANIFEST_NAME}`."
-        )
-    return dict(_parse_manifest(path, path.stat().st_mtime_ns))
+def stratified_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """Indices of a seeded random subset of ``size`` examples with the class proportions of
+    ``labels`` (largest remainders round the counts), sorted. Equal counts for balanced classes."""
+    classes, counts = labels.unique(return_counts=True)
+    n = len(labels)
+    if not 0 <= size <= n:
+        raise ValueError(f"size must be between 0 and the {n} examples, got {size}.")
+    quotas = [size * int(c) // n for c in counts]
+    remainders = [size * int(c) % n for c in counts]
+    for i in sorted(range(len(classes)), key=lambda i: -remainders[i])[: size - sum(quotas)]:
+        quotas[i] += 1
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for c, quota in zip(classes, quotas, strict=True):
+        members = (labels == c).nonzero().squeeze(1)
+        picks.append(members[torch.randperm(len(members), generator=gen)[:quota]])
+    return torch.cat(picks).sort().values
 
 
-def _restore_hint(relpath: str, base: Path) -> str:
-    hint = f"Restore it with `git checkout -- data/{relpath}` in the course repository"
-    if base != REPO_DATA_DIR.resolve():
-        hint += f", then copy data/{relpath} to {base / relpath}"
-    return hint + "."
+def fast_subset(
+    dataset: str, split: str, labels: torch.Tensor | int, fast: bool | None = None, seed: int = 0
+) -> torch.Tensor | None:
+    """Sorted indices of the examples of ``split`` that fast mode keeps, or None to keep them all.
 
-
-# path -> (size, mtime_ns, digest) of files whose digest matched in this process
-_verified: dict[Path, tuple[int, int, str]] = {}
-
-
-def sha256_of(data: bytes) -> str:
-    """Hex sha256 digest of some bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_data_bytes(relpath: str, root: str | os.PathLike | None = None) -> bytes:
-    """Read a shipped data file, checking its sha256 against the manifest once per process.
-
-    ``relpath`` is relative to the data folder, e.g. ``'fashion-mnist/LICENSE'``. Raises
-    :class:`MissingDataFileError` or :class:`ChecksumMismatchError` with a restore command.
+    ``labels`` are the split's labels (the subset keeps their proportions), or the number of
+    examples of an unlabelled split. The size is :func:`fast_size`'s.
     """
-    base = data_root(root)
-    expected = read_manifest(base).get(relpath)
-    if expected is None:
-        raise DataFileError(
-            f"{relpath!r} is not listed in {_manifest_path(base)}; check the name, or if you "
-            "added the file on purpose, run helpers.datasets.write_manifest()."
-        )
-    path = base / relpath
-    if not path.is_file() and sources.downloads_allowed():
-        _download_into(base, relpath, expected)
-        expected = read_manifest(base)[relpath]
-    if not path.is_file():
-        raise MissingDataFileError(
-            f"Data file {path} is missing (expected sha256 {expected}, actual: no file). "
-            + _restore_hint(relpath, base)
-        )
-    data = path.read_bytes()
-    stat = path.stat()
-    if _verified.get(path) == (stat.st_size, stat.st_mtime_ns, expected):
-        return data
-    actual = sha256_of(data)
-    if actual != expected:
-        raise ChecksumMismatchError(
-            f"Data file {path} is corrupted or was changed: expected sha256 {expected}, "
-            f"actual {actual}. " + _restore_hint(relpath, base)
-        )
-    _verified[path] = (stat.st_size, stat.st_mtime_ns, expected)
-    return data
+    if isinstance(labels, int):
+        labels = torch.zeros(labels, dtype=torch.long)
+    size = fast_size(dataset, split, fast)
+    if size is None or size >= len(labels):
+        return None
+    return stratified_subset(labels, size, seed)
 
 
-def _download_into(base: Path, relpath: str, expected: str) -> None:
-    """Fetch a missing file (opt-in) and, if what was verified and written differs from the shipped
-    bytes (a derived file compressed here), record its digest in this folder's own manifest."""
-    written = sources.fetch(relpath, base, read_manifest(base))
-    if written != expected:
-        digests = {**read_manifest(base), relpath: written}
-        lines = [f"{digest}  {name}\n" for name, digest in sorted(digests.items())]
-        (base / MANIFEST_NAME).write_text("".join(lines), encoding="utf-8")
-
-
-def write_manifest(root: str | os.PathLike | None = None) -> Path:
-    """Rewrite ``MANIFEST.sha256`` for every file in the data folder (after a deliberate change).
-
-    Lines are in ``sha256sum`` format (``<digest>  <relative path>``), sorted by path, so
-    ``cd data && sha256sum -c MANIFEST.sha256`` checks the folder without Python.
-    """
-    base = data_root(root)
-    files = sorted(
-        p.relative_to(base).as_posix()
-        for p in base.rglob("*")
-        if p.is_file() and p.name != MANIFEST_NAME
-    )
-    lines = [f"{sha256_of((base / name).read_bytes())}  {name}\n" for name in files]
-    out = base / MANIFEST_NAME
-    out.write_text("".join(lines), encoding="utf-8")
-    return out
+def _pick(items: Sequence, keep: torch.Tensor | Sequence[int] | None) -> list:
+    """``items`` at the indices ``keep`` (all of them when ``keep`` is None)."""
+    if keep is None:
+        return list(items)
+    return [items[i] for i in (keep.tolist() if isinstance(keep, torch.Tensor) else keep)]
 
 
 def _gunzip_text(relpath: str, root) -> str:
@@ -225,7 +188,6 @@ _FASHION_FILES = {
     "train": ("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz"),
     "test": ("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz"),
 }
-FASHION_MNIST_FAST_SIZES = {"train": 6000, "test": 1000}
 _MAX_RESIZED_BYTES = 4 * 2**30
 
 
@@ -266,28 +228,8 @@ def read_fashion_mnist(
 
     Decoded tensors are cached per process; this returns copies, safe to modify.
     """
-    _check_fashion_split(split)
-    images, labels = _fashion_mnist_cached(split, _root_key(root))
+    images, labels = _fashion_mnist_cached(check_split("fashion_mnist", split), _root_key(root))
     return images.clone(), labels.clone()
-
-
-def _check_fashion_split(split: str) -> None:
-    if split not in _FASHION_FILES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-
-
-def stratified_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
-    """Indices of a seeded random subset with (nearly) equal counts per class, sorted."""
-    classes = labels.unique()
-    per_class = size // len(classes)
-    gen = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in classes:
-        members = (labels == c).nonzero().squeeze(1)
-        if len(members) < per_class:
-            raise ValueError(f"Class {int(c)} has {len(members)} examples, fewer than {per_class}.")
-        picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
-    return torch.cat(picks).sort().values
 
 
 def _resize(images: torch.Tensor, resize: int | tuple[int, int]) -> torch.Tensor:
@@ -312,14 +254,12 @@ def fashion_mnist_tensors(
     """Fashion-MNIST as training tensors: float32 ``(N, 1, H, W)`` in [0, 1], int64 labels.
 
     ``H = W = 28`` unless ``resize`` (an int or ``(h, w)``) is given; resizing is one bilinear
-    ``interpolate`` call on the whole tensor. In fast mode (``fast=None`` follows
-    :func:`helpers.config.is_fast`) the split is a seeded subset with equal class counts:
-    6,000 train / 1,000 test images instead of 60,000 / 10,000.
+    ``interpolate`` call on the whole tensor. Fast mode (see the module docstring) keeps a seeded
+    subset with equal class counts: 6,000 train / 1,000 test images instead of 60,000 / 10,000.
     """
-    _check_fashion_split(split)
-    images, labels = _fashion_mnist_cached(split, _root_key(root))
-    if is_fast() if fast is None else fast:
-        keep = stratified_subset(labels, FASHION_MNIST_FAST_SIZES[split], seed=seed)
+    images, labels = _fashion_mnist_cached(check_split("fashion_mnist", split), _root_key(root))
+    keep = fast_subset("fashion_mnist", split, labels, fast, seed)
+    if keep is not None:
         images, labels = images[keep], labels[keep]
     X = images.unsqueeze(1).float().div_(255.0)
     if resize is not None:
@@ -333,7 +273,7 @@ def load_fashion_mnist(
     fast: bool | None = None,
     seed: int = 0,
     root: str | os.PathLike | None = None,
-):
+) -> tuple[TensorLoader, TensorLoader]:
     """Fashion-MNIST minibatch iterators ``(train_iter, test_iter)`` from the shipped files.
 
     Batches are ``(X, y)`` with X float32 ``(B, 1, H, W)`` in [0, 1] and y int64. The training
@@ -356,28 +296,6 @@ def text_labels(indices: Iterable[int] | torch.Tensor | int) -> list[str]:
     return [FASHION_MNIST_CLASSES[int(i)] for i in indices]
 
 
-def download_fashion_mnist_original(root: str | os.PathLike) -> Path:
-    """Opt-in only: download the original Fashion-MNIST with torchvision into ``root``.
-
-    Never called by the loaders, which read the byte-identical files shipped in
-    ``data/fashion-mnist/``. Needs a network connection; without one this raises
-    :class:`DataDownloadError`. Returns the folder with the downloaded raw files.
-    """
-    from torchvision.datasets import FashionMNIST
-
-    root = Path(root)
-    try:
-        for train in (True, False):
-            FashionMNIST(str(root), train=train, download=True)
-    except (OSError, RuntimeError) as err:  # URLError is an OSError; torchvision raises both
-        raise DataDownloadError(
-            f"Could not download Fashion-MNIST into {root}: {err}. This needs a network "
-            "connection. You do not need it for the course: load_fashion_mnist() reads the "
-            "identical files shipped in data/fashion-mnist/."
-        ) from err
-    return root / "FashionMNIST" / "raw"
-
-
 # =============================================================================================
 # The Time Machine
 # =============================================================================================
@@ -390,13 +308,13 @@ def read_time_machine(root: str | os.PathLike | None = None) -> list[str]:
     return [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines()]
 
 
-def load_corpus_time_machine(
+def time_machine_corpus(
     max_tokens: int = -1, token: str = "char", root: str | os.PathLike | None = None
 ) -> tuple[list[int], Vocab]:
     """Token indices of *The Time Machine* and their vocabulary.
 
     ``token='char'`` (the default, as in the RNN chapter) or ``'word'``; ``max_tokens > 0``
-    keeps only the first tokens.
+    keeps only the first tokens (the vocabulary still comes from the whole book).
     """
     tokens = tokenize(read_time_machine(root), token)
     vocab = Vocab(tokens)
@@ -406,7 +324,7 @@ def load_corpus_time_machine(
     return corpus, vocab
 
 
-def load_data_time_machine(
+def load_time_machine(
     batch_size: int,
     num_steps: int,
     use_random_iter: bool = False,
@@ -418,9 +336,10 @@ def load_data_time_machine(
 
     Returns ``(data_iter, vocab)``; each epoch of ``data_iter`` yields int64 ``(X, Y)`` of shape
     ``(batch_size, num_steps)`` by random sampling or sequential partitioning
-    (see :class:`helpers.text.SeqDataLoader`).
+    (see :class:`helpers.text.SeqDataLoader`) over the first ``max_tokens`` characters. A running
+    text: fast mode does not shrink it (``max_tokens`` does).
     """
-    corpus, vocab = load_corpus_time_machine(max_tokens, root=root)
+    corpus, vocab = time_machine_corpus(max_tokens, root=root)
     return SeqDataLoader(corpus, batch_size, num_steps, use_random_iter, seed=seed), vocab
 
 
@@ -431,7 +350,7 @@ def load_data_time_machine(
 NMT_RESERVED_TOKENS = ("<pad>", "<bos>", "<eos>")
 
 
-def read_data_nmt(root: str | os.PathLike | None = None) -> str:
+def read_fra_eng(root: str | os.PathLike | None = None) -> str:
     """The shipped English-French pairs as text, one ``English<TAB>French`` pair per line."""
     return _gunzip_text("fra-eng/fra.txt.gz", root)
 
@@ -461,8 +380,9 @@ def split_by_source(
     """Seeded train/test split of pair indices in which no source sentence is in both parts.
 
     Whole groups of pairs that share a source sentence (one English sentence often has several
-    French translations) go to the test part, in a seeded random order, until it holds at least
-    ``test_size`` of all pairs. Both index lists keep the file order.
+    French translations; one SNLI premise has three hypotheses) go to the test part, in a seeded
+    random order, until it holds at least ``test_size`` of all pairs. Both index lists keep the
+    file order.
     """
     if not 0 < test_size < 1:
         raise ValueError(f"test_size is a fraction in (0, 1), got {test_size}.")
@@ -480,36 +400,41 @@ def split_by_source(
     return [i for i in range(len(source)) if i not in test_set], sorted(test)
 
 
-def load_data_nmt(
+def load_fra_eng(
     batch_size: int,
     num_steps: int,
     num_examples: int | None = None,
     test_size: float = 0.1,
+    fast: bool | None = None,
     seed: int = 0,
     root: str | os.PathLike | None = None,
-):
+) -> tuple[TensorLoader, tuple[Vocab, Vocab], NMTTestSet]:
     """English-to-French training batches, the vocabularies and a held-out test set.
 
     Of the 20,000 shipped pairs, a seeded ``test_size`` fraction (10%: 2,000 pairs; no English
     sentence in both parts) is held out and never enters training or the vocabularies.
     ``num_examples`` keeps only the first training pairs (the file is sorted by length, so
     these are the shortest). Vocabularies: words seen at least twice in the training pairs,
-    plus ``<unk>``, ``<pad>``, ``<bos>``, ``<eos>``.
+    plus ``<unk>``, ``<pad>``, ``<bos>``, ``<eos>``. Fast mode then keeps a seeded sample of
+    8,000 training and 500 test pairs (same vocabularies, same held-out sentences).
 
     Returns ``(train_iter, (src_vocab, tgt_vocab), test)``: ``train_iter`` yields
     ``(src, src_valid_len, tgt, tgt_valid_len)`` int64 batches (``(B, num_steps)`` and
     ``(B,)``), and ``test`` is an :class:`NMTTestSet`.
     """
-    source, target = tokenize_nmt(preprocess_nmt(read_data_nmt(root)))
+    source, target = tokenize_nmt(preprocess_nmt(read_fra_eng(root)))
     train_idx, test_idx = split_by_source(source, test_size, seed)
     train_idx = train_idx[:num_examples]
-    src_train, tgt_train = [source[i] for i in train_idx], [target[i] for i in train_idx]
+    src_train, tgt_train = _pick(source, train_idx), _pick(target, train_idx)
     src_vocab = Vocab(src_train, min_freq=2, reserved_tokens=NMT_RESERVED_TOKENS)
     tgt_vocab = Vocab(tgt_train, min_freq=2, reserved_tokens=NMT_RESERVED_TOKENS)
+    keep = fast_subset("fra_eng", "train", len(train_idx), fast, seed)
+    src_train, tgt_train = _pick(src_train, keep), _pick(tgt_train, keep)
+    test_idx = _pick(test_idx, fast_subset("fra_eng", "test", len(test_idx), fast, seed))
     arrays = (*build_array_nmt(src_train, src_vocab, num_steps),
               *build_array_nmt(tgt_train, tgt_vocab, num_steps))  # fmt: skip
     train_iter = make_loader(*arrays, batch_size=batch_size, shuffle=True, seed=seed)
-    src_test, tgt_test = [source[i] for i in test_idx], [target[i] for i in test_idx]
+    src_test, tgt_test = _pick(source, test_idx), _pick(target, test_idx)
     test = NMTTestSet(
         src_test, tgt_test,
         *build_array_nmt(src_test, src_vocab, num_steps),
@@ -522,32 +447,31 @@ def load_data_nmt(
 # WikiText-2 for BERT pre-training
 # =============================================================================================
 
-_WIKI_FILES = {"valid": "wikitext-2/wiki.valid.tokens.gz", "test": "wikitext-2/wiki.test.tokens.gz"}
+_WIKI_FILES = {"val": "wikitext-2/wiki.valid.tokens.gz", "test": "wikitext-2/wiki.test.tokens.gz"}
 
 
-def read_wiki(split: str = "valid", root: str | os.PathLike | None = None) -> list[list[str]]:
+def read_wikitext2(split: str = "val", root: str | os.PathLike | None = None) -> list[list[str]]:
     """Paragraphs of a WikiText-2 split, each a list of lower-case sentences (strings).
 
-    A paragraph is a line with at least two sentences when split on ``' . '`` (headings and
-    one-sentence lines are dropped), in file order.
+    ``split='val'`` is the shipped validation file, ``'test'`` the test file (the training file is
+    not shipped). A paragraph is a line with at least two sentences when split on ``' . '``
+    (headings and one-sentence lines are dropped), in file order.
     """
-    if split not in _WIKI_FILES:
-        raise ValueError(f"split must be one of {sorted(_WIKI_FILES)}, got {split!r}.")
-    lines = _gunzip_text(_WIKI_FILES[split], root).splitlines()
+    lines = _gunzip_text(_WIKI_FILES[check_split("wikitext2", split)], root).splitlines()
     # Count sentences after stripping: d2l counts before, which also keeps one-sentence lines
     # that end in " . ".
     paragraphs = [line.strip().lower().split(" . ") for line in lines]
     return [p for p in paragraphs if len(p) >= 2]
 
 
-def load_data_wiki(
+def load_wikitext2(
     batch_size: int,
     max_len: int,
-    split: str = "valid",
+    split: str = "val",
     seed: int = 0,
     vocab: Vocab | None = None,
     root: str | os.PathLike | None = None,
-):
+) -> tuple[TensorLoader, Vocab]:
     """BERT pre-training batches from a WikiText-2 split, and the vocabulary.
 
     Examples pair sentences for next-sentence prediction (half real next sentence, half
@@ -555,17 +479,212 @@ def load_data_wiki(
     token, 10% unchanged); see :func:`helpers.text.bert_pretraining_tensors` for the seven
     tensors each batch holds. The vocabulary (words seen at least 5 times, plus ``<unk>``,
     ``<pad>``, ``<mask>``, ``<cls>``, ``<sep>``) is built from the split unless ``vocab`` is
-    given, e.g. the training vocabulary when evaluating on ``split='test'``.
+    given, e.g. the training vocabulary when evaluating on ``split='test'``. A running text:
+    fast mode does not shrink it (a notebook chooses how many steps to train).
 
     Returns ``(train_iter, vocab)``.
     """
-    paragraphs = [tokenize(p, "word") for p in read_wiki(split, root)]
+    paragraphs = [tokenize(p, "word") for p in read_wikitext2(split, root)]
     random.Random(seed).shuffle(paragraphs)
     if vocab is None:
         sentences = [sentence for p in paragraphs for sentence in p]
         vocab = Vocab(sentences, min_freq=5, reserved_tokens=BERT_RESERVED_TOKENS)
     tensors = bert_pretraining_tensors(paragraphs, vocab, max_len, seed=seed)
     return make_loader(*tensors, batch_size=batch_size, shuffle=True, seed=seed), vocab
+
+
+# =============================================================================================
+# SNLI: premise/hypothesis pairs for BERT fine-tuning
+# =============================================================================================
+
+SNLI_LABELS = ("entailment", "contradiction", "neutral")  # label i is SNLI_LABELS[i], as d2l's
+SNLI_VAL_FRACTION = 0.1
+
+
+@functools.lru_cache(maxsize=4)
+def _snli_file(part: str, root_key: str) -> tuple[list[list[str]], list[list[str]], list[int]]:
+    """Premise tokens, hypothesis tokens and label ids of the shipped ``dev`` or ``test`` file."""
+    premises = [line.split() for line in _gunzip_text(f"snli/s1.{part}.gz", root_key).splitlines()]
+    hypotheses = [line.split() for line in _gunzip_text(f"snli/s2.{part}.gz", root_key).splitlines()]
+    index = {name: i for i, name in enumerate(SNLI_LABELS)}
+    labels = [index[name] for name in _gunzip_text(f"snli/labels.{part}.gz", root_key).split()]
+    return premises, hypotheses, labels
+
+
+def read_snli(
+    split: str = "train", seed: int = 0, root: str | os.PathLike | None = None
+) -> tuple[list[list[str]], list[list[str]], torch.Tensor]:
+    """SNLI pairs as stored: ``(premises, hypotheses, labels)``, in file order.
+
+    Premises and hypotheses are lists of the file's (Penn-Treebank) tokens, in their original
+    case; labels are int64 indices into :data:`SNLI_LABELS` (0 entailment, 1 contradiction,
+    2 neutral). ``'test'`` is the shipped test file (9,824 pairs). ``'train'`` and ``'val'`` split
+    the shipped dev file (9,842 pairs) **by premise**: each premise comes with all three labels,
+    so a random split would show the validation premises in training. Whole premises go to
+    ``'val'`` in a seeded order until it holds at least 10% of the pairs (985 for seed 0).
+    """
+    if check_split("snli", split) == "test":
+        premises, hypotheses, labels = _snli_file("test", _root_key(root))
+        keep = range(len(labels))
+    else:
+        premises, hypotheses, labels = _snli_file("dev", _root_key(root))
+        train_idx, val_idx = split_by_source(premises, SNLI_VAL_FRACTION, seed)
+        keep = train_idx if split == "train" else val_idx
+    return (
+        [list(premises[i]) for i in keep],
+        [list(hypotheses[i]) for i in keep],
+        torch.tensor([labels[i] for i in keep], dtype=torch.long),
+    )
+
+
+def snli_tensors(
+    split: str,
+    vocab: Vocab,
+    max_len: int,
+    fast: bool | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One SNLI split as BERT inputs: ``(token_ids, segments, valid_lens, labels)``.
+
+    Each pair becomes ``<cls> premise <sep> hypothesis <sep>`` with lower-cased tokens (to meet a
+    lower-case vocabulary such as WikiText-2's; unknown words map to ``<unk>``) and segments 0/1;
+    a pair longer than ``max_len`` loses tokens from the end of its longer sentence
+    (:func:`helpers.text.truncate_pair`). Shapes ``(N, max_len)``, ``(N, max_len)``, ``(N,)``,
+    ``(N,)``, all int64, padded with ``<pad>`` and segment 0. Splits and labels as in
+    :func:`read_snli`; fast mode keeps 2,000 / 500 / 1,000 pairs with the label proportions.
+    """
+    premises, hypotheses, labels = read_snli(split, seed, root)
+    keep = fast_subset("snli", split, labels, fast, seed)
+    if keep is not None:
+        premises, hypotheses, labels = _pick(premises, keep), _pick(hypotheses, keep), labels[keep]
+
+    def lower(sentences):
+        return [[tok.lower() for tok in sentence] for sentence in sentences]
+
+    return (*bert_input_tensors(lower(premises), lower(hypotheses), vocab, max_len), labels)
+
+
+def load_snli(
+    batch_size: int,
+    vocab: Vocab,
+    max_len: int,
+    fast: bool | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
+    """SNLI minibatches ``(train_iter, val_iter, test_iter)`` for a BERT classifier.
+
+    Batches are ``(token_ids, segments, valid_lens, labels)`` as in :func:`snli_tensors` (so
+    ``helpers.training.fit`` calls ``model(token_ids, segments, valid_lens)``); the training
+    iterator reshuffles every epoch (seeded), the others keep the file order.
+    """
+    train, val, test = (snli_tensors(s, vocab, max_len, fast, seed, root) for s in SPLITS["snli"])
+    return (make_loader(*train, batch_size=batch_size, shuffle=True, seed=seed),
+            make_loader(*val, batch_size=batch_size, shuffle=False),
+            make_loader(*test, batch_size=batch_size, shuffle=False))  # fmt: skip
+
+
+# =============================================================================================
+# SMS Spam: single messages for BERT fine-tuning
+# =============================================================================================
+
+SMS_SPAM_CLASSES = ("ham", "spam")  # label 0 ham, 1 spam
+SMS_SPAM_TEST_FRACTION = 0.2
+SMS_SPAM_VAL_SIZE = 500
+
+
+@functools.lru_cache(maxsize=2)
+def _sms_records(root_key: str) -> tuple[tuple[str, str], ...]:
+    text = read_data_bytes("sms-spam/SMSSpamCollection", root_key).decode("utf-8")
+    return tuple(tuple(line.split("\t", 1)) for line in text.splitlines())
+
+
+@functools.lru_cache(maxsize=4)
+def _sms_split_indices(seed: int, root_key: str) -> dict[str, tuple[int, ...]]:
+    """File indices of each split: unique messages only, stratified by label, seeded."""
+    records = _sms_records(root_key)
+    first: dict[str, int] = {}
+    for i, (_, message) in enumerate(records):
+        first.setdefault(message, i)
+    unique = torch.tensor(sorted(first.values()))
+    labels = torch.tensor([SMS_SPAM_CLASSES.index(records[i][0]) for i in unique.tolist()])
+    free = torch.ones(len(unique), dtype=torch.bool)
+    test = stratified_subset(labels, round(SMS_SPAM_TEST_FRACTION * len(unique)), seed)
+    free[test] = False
+    rest = free.nonzero().squeeze(1)
+    val = rest[stratified_subset(labels[rest], SMS_SPAM_VAL_SIZE, seed)]
+    free[val] = False
+    parts = {"train": free.nonzero().squeeze(1), "val": val, "test": test}
+    return {split: tuple(unique[part].tolist()) for split, part in parts.items()}
+
+
+def read_sms_spam(
+    split: str | None = None, seed: int = 0, root: str | os.PathLike | None = None
+) -> list[tuple[str, str]]:
+    """SMS Spam Collection messages as stored: ``(label, text)`` pairs, label ``'ham'``/``'spam'``.
+
+    ``split=None`` gives all 5,574 messages in file order. The splits hold each distinct text
+    once (403 messages repeat an earlier one exactly; a repeat in another split would be a test
+    message seen in training): of the 5,171 distinct messages, a seeded 20% (1,034) is
+    ``'test'``, 500 are ``'val'`` and the rest (3,637) ``'train'``, each with the proportions of
+    ham and spam of the whole, in file order.
+    """
+    records = _sms_records(_root_key(root))
+    if split is None:
+        return list(records)
+    indices = _sms_split_indices(seed, _root_key(root))[check_split("sms_spam", split)]
+    return [records[i] for i in indices]
+
+
+def _sms_tokens(message: str) -> list[str]:
+    """Tokens of a message; the file writes ``< > &`` as HTML entities (``&lt;#&gt;``)."""
+    return tokenize_english(html.unescape(message))
+
+
+def sms_spam_tensors(
+    split: str,
+    vocab: Vocab,
+    max_len: int,
+    fast: bool | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One SMS Spam split as BERT inputs: ``(token_ids, segments, valid_lens, labels)``.
+
+    Each message becomes ``<cls> tokens <sep>`` (its first ``max_len - 2`` tokens) with
+    :func:`helpers.text.tokenize_english` (lower case, punctuation as tokens, to meet a WikiText-2
+    vocabulary); segments are all 0; labels are 0 ham, 1 spam. Shapes ``(N, max_len)``,
+    ``(N, max_len)``, ``(N,)``, ``(N,)``, all int64, padded with ``<pad>``. Splits as in
+    :func:`read_sms_spam`; fast mode keeps 1,000 / 250 / 500 messages with the class proportions.
+    """
+    records = read_sms_spam(check_split("sms_spam", split), seed, root)
+    labels = torch.tensor([SMS_SPAM_CLASSES.index(label) for label, _ in records])
+    keep = fast_subset("sms_spam", split, labels, fast, seed)
+    if keep is not None:
+        records, labels = _pick(records, keep), labels[keep]
+    tokens = [_sms_tokens(message) for _, message in records]
+    return (*bert_input_tensors(tokens, None, vocab, max_len), labels)
+
+
+def load_sms_spam(
+    batch_size: int,
+    vocab: Vocab,
+    max_len: int,
+    fast: bool | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
+    """SMS Spam minibatches ``(train_iter, val_iter, test_iter)`` for a BERT classifier.
+
+    Batches are ``(token_ids, segments, valid_lens, labels)`` as in :func:`sms_spam_tensors`;
+    the training iterator reshuffles every epoch (seeded), the others keep the file order.
+    """
+    splits = (sms_spam_tensors(s, vocab, max_len, fast, seed, root) for s in SPLITS["sms_spam"])
+    train, val, test = splits
+    return (make_loader(*train, batch_size=batch_size, shuffle=True, seed=seed),
+            make_loader(*val, batch_size=batch_size, shuffle=False),
+            make_loader(*test, batch_size=batch_size, shuffle=False))  # fmt: skip
 
 
 # =============================================================================================
@@ -614,16 +733,14 @@ def load_image(
 # Synthetic object detection ("bananas" in the format of d2l's banana-detection set)
 # =============================================================================================
 
-DETECTION_IMAGE_SIZE = 256
 DETECTION_SIZES = {"train": 1000, "val": 100}
-DETECTION_FAST_SIZES = {"train": 200, "val": 50}
 DETECTION_TEXTURES = ("brick", "grass", "gravel", "hubble_deep_field")
-_SPLIT_STREAM = {"train": 0, "val": 1}
+_DETECTION_STREAMS = {"train": 0, "val": 1}  # one random stream per split
 
 
 @functools.lru_cache(maxsize=2)
 def _textures(root_key: str) -> tuple[np.ndarray, ...]:
-    """The background textures as uint8 (H, W, 3) arrays."""
+    """The shipped background textures as uint8 (H, W, 3) arrays."""
     return tuple(
         (load_image(name, mode="RGB", root=root_key).permute(1, 2, 0).numpy() * 255).round()
         .astype(np.uint8)
@@ -631,152 +748,55 @@ def _textures(root_key: str) -> tuple[np.ndarray, ...]:
     )
 
 
-def _background(textures: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """A random 256x256 crop of a random texture, randomly flipped and tinted."""
-    size = DETECTION_IMAGE_SIZE
-    texture = textures[rng.integers(len(textures))]
-    top = rng.integers(texture.shape[0] - size + 1)
-    left = rng.integers(texture.shape[1] - size + 1)
-    crop = texture[top : top + size, left : left + size].astype(np.float32)
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    tint = rng.uniform(0.6, 1.1, size=3) * rng.uniform(0.7, 1.2)
-    return crop * tint.astype(np.float32)
-
-
-def _banana(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A crescent-shaped yellow object on a square patch: (alpha (S, S), colour (S, S, 3)).
-
-    The crescent is an ellipse minus a second ellipse shifted along the minor axis; the
-    shape is rotated by a random angle. Edges are soft (about one pixel wide).
-    """
-    a = rng.uniform(18, 50)  # semi-major axis in pixels
-    b = a * rng.uniform(0.45, 0.6)
-    shift, a_in = b * rng.uniform(0.45, 0.7), a * rng.uniform(1.0, 1.1)
-    angle = rng.uniform(0, 2 * np.pi)
-    half = int(np.ceil(a)) + 1
-    v, u = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
-    x = u * np.cos(angle) + v * np.sin(angle)  # coordinates along the object's axes
-    y = -u * np.sin(angle) + v * np.cos(angle)
-    r_out = np.sqrt((x / a) ** 2 + (y / b) ** 2)
-    r_in = np.sqrt((x / a_in) ** 2 + ((y - shift) / b) ** 2)
-    # (1 - r) * b approximates the distance to the ellipse edge in pixels
-    alpha = np.clip((1 - r_out) * b + 0.5, 0, 1) * np.clip((r_in - 1) * b + 0.5, 0, 1)
-    yellow = np.array([rng.uniform(215, 255), rng.uniform(180, 225), rng.uniform(20, 80)])
-    shade = 0.7 + 0.3 * np.clip(1.2 - r_out, 0, 1)[..., None]
-    tips = (np.abs(x) > 0.8 * a)[..., None]
-    colour = np.where(tips, yellow * [0.55, 0.45, 0.3], yellow * shade)
-    return alpha, colour
-
-
-def _detection_example(textures, rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
-    """One image (uint8 (256, 256, 3)) with one banana, and its box [xmin, ymin, xmax, ymax]."""
-    image = _background(textures, rng)
-    alpha, colour = _banana(rng)
-    side = alpha.shape[0]
-    top, left = rng.integers(DETECTION_IMAGE_SIZE - side + 1, size=2)
-    patch = image[top : top + side, left : left + side]
-    patch[:] = alpha[..., None] * colour + (1 - alpha[..., None]) * patch
-    rows = np.flatnonzero((alpha >= 0.5).any(axis=1))
-    cols = np.flatnonzero((alpha >= 0.5).any(axis=0))
-    box = [left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1]
-    return np.clip(image, 0, 255).astype(np.uint8), [float(c) for c in box]
-
-
 @functools.lru_cache(maxsize=4)
 def _detection_cached(split: str, num_images: int, seed: int, root_key: str):
-    textures = _textures(root_key)
-    images = np.empty((num_images, DETECTION_IMAGE_SIZE, DETECTION_IMAGE_SIZE, 3), np.uint8)
-    targets = np.zeros((num_images, 1, 5), np.float32)  # label 0 = banana
-    for i in range(num_images):
-        # one random stream per image: image i is the same whatever num_images is
-        rng = np.random.default_rng([seed, _SPLIT_STREAM[split], i])
-        images[i], targets[i, 0, 1:] = _detection_example(textures, rng)
-    targets[:, :, 1:] /= DETECTION_IMAGE_SIZE
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(targets)
+    return detection.generate_bananas(_textures(root_key), num_images, seed, _DETECTION_STREAMS[split])
 
 
-def detection_data(
+def detection_tensors(
     split: str = "train",
     num_images: int | None = None,
+    fast: bool | None = None,
     seed: int = 0,
     root: str | os.PathLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The synthetic banana-detection set, generated from ``seed`` (cached per process).
 
     Like d2l's banana-detection data: 256x256 RGB images, one banana each, 1,000 ``'train'``
-    and 100 ``'val'`` images (``num_images`` takes the first ones). Backgrounds are random
-    crops of the shipped CC0/public-domain textures. Returns ``images`` uint8
-    ``(N, 3, 256, 256)`` (uint8 keeps 1,000 images at 197 MB instead of 786 MB) and
-    ``targets`` float32 ``(N, 1, 5)`` holding ``[label, xmin, ymin, xmax, ymax]`` with label 0
-    and the box corners divided by 256 (so in [0, 1], as d2l's ``read_data_bananas``). Pixel
-    ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)``, so ``xmax - xmin`` is the width.
+    and 100 ``'val'`` images; fast mode keeps the first 200 / 50, and ``num_images`` (whatever
+    the mode) the first ``num_images``. Backgrounds are random crops of the shipped
+    CC0/public-domain textures (:func:`helpers.detection.generate_bananas` draws the images).
+    Returns ``images`` uint8 ``(N, 3, 256, 256)`` (uint8 keeps 1,000 images at 197 MB instead of
+    786 MB) and ``targets`` float32 ``(N, 1, 5)`` holding ``[label, xmin, ymin, xmax, ymax]`` with
+    label 0 and the box corners divided by 256 (so in [0, 1], as d2l's ``read_data_bananas``).
+    Pixel ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)``, so ``xmax - xmin`` is the
+    width.
     """
-    if split not in DETECTION_SIZES:
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}.")
-    num_images = DETECTION_SIZES[split] if num_images is None else num_images
+    check_split("detection", split)
+    if num_images is None:
+        num_images = fast_size("detection", split, fast) or DETECTION_SIZES[split]
     images, targets = _detection_cached(split, num_images, seed, _root_key(root))
     return images.clone(), targets.clone()
 
 
-class ByteImageLoader:
-    """Wraps a loader of ``(uint8 images, targets)`` so it yields float32 images in [0, 1]."""
-
-    def __init__(self, loader) -> None:
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, targets in self.loader:
-            yield images.float().div_(255.0), targets
+def _images_to_float(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return images.float().div_(255.0), targets
 
 
-def load_data_detection(
+def load_detection(
     batch_size: int,
     fast: bool | None = None,
     seed: int = 0,
     root: str | os.PathLike | None = None,
-) -> tuple[ByteImageLoader, ByteImageLoader]:
+) -> tuple[MappedLoader, MappedLoader]:
     """Minibatches ``(train_iter, val_iter)`` of the synthetic banana-detection set.
 
-    Batches are ``(images, targets)``: float32 ``(B, 3, 256, 256)`` in [0, 1] and float32
-    ``(B, 1, 5)`` as in :func:`detection_data`. Fast mode (``fast=None`` follows
-    :func:`helpers.config.is_fast`) uses the first 200 train / 50 val images.
+    Batches are ``(images, targets)``: float32 ``(B, 3, 256, 256)`` in [0, 1] (converted batch
+    by batch from the uint8 images, :func:`helpers.data.map_batches`) and float32 ``(B, 1, 5)``
+    as in :func:`detection_tensors`. Fast mode uses the first 200 train / 50 val images.
     """
-    sizes = DETECTION_FAST_SIZES if (is_fast() if fast is None else fast) else DETECTION_SIZES
-    train = detection_data("train", sizes["train"], seed, root)
-    val = detection_data("val", sizes["val"], seed, root)
+    train = detection_tensors("train", None, fast, seed, root)
+    val = detection_tensors("val", None, fast, seed, root)
     train_iter = make_loader(*train, batch_size=batch_size, shuffle=True, seed=seed)
     val_iter = make_loader(*val, batch_size=batch_size, shuffle=False)
-    return ByteImageLoader(train_iter), ByteImageLoader(val_iter)
-
-
-def draw_detection_grid(
-    images: torch.Tensor, targets: torch.Tensor, ncols: int = 6, tile: int = 128
-) -> Image.Image:
-    """A grid of detection images (uint8 or [0, 1] float) with their boxes drawn in red."""
-    images = images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)
-    nrows = math.ceil(len(images) / ncols)
-    grid = Image.new("RGB", (ncols * tile, nrows * tile), "white")
-    for i, (image, target) in enumerate(zip(images, targets, strict=True)):
-        pic = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((tile, tile), Image.BILINEAR)
-        draw = ImageDraw.Draw(pic)
-        for label, *box in target.tolist():
-            if label >= 0:
-                draw.rectangle([c * tile for c in box], outline=(230, 20, 20), width=2)
-        grid.paste(pic, ((i % ncols) * tile, (i // ncols) * tile))
-    return grid
-
-
-def save_detection_samples(
-    path: str | os.PathLike, num_images: int = 18, ncols: int = 6, seed: int = 0, root=None
-) -> Path:
-    """Save a grid of the first training images with boxes (``data/detection_samples.png``)."""
-    images, targets = detection_data("train", num_images, seed, root)
-    grid = draw_detection_grid(images, targets, ncols=ncols, tile=112)
-    path = Path(path)
-    # a 64-colour palette keeps the PNG near 100 KB
-    grid.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-    return path
+    return map_batches(train_iter, _images_to_float), map_batches(val_iter, _images_to_float)

@@ -1,22 +1,40 @@
-"""Where each shipped data file comes from, and a verified download for hosts without ``data/``.
+"""The files in ``data/``: where the folder is, their checksums, verified reading, and where each
+file comes from, with the opt-in verified download for hosts without ``data/``.
 
-In the repository every data file ships in ``data/`` and nothing is downloaded. A one-file
-Colab/Kaggle bundle of a chapter (``make bundle``) has no ``data/`` folder; there, and only when
-the environment variable ``COURSE_ALLOW_DOWNLOAD=1`` is set (the bundle's first cell sets it), a
-missing file is fetched on first use by :func:`fetch` and checked before it is kept:
+Every data set a chapter uses ships in the repository's ``data/`` folder (or is generated from a
+seed, see :mod:`helpers.detection`); :mod:`helpers.datasets` turns the files into tensors, and
+this module is the only one that touches them:
 
-* from ``$COURSE_DATA_MIRROR`` when set: a URL or a folder laid out like the course's ``data/``
-  (a teacher's copy, a Kaggle data set, or a local copy in the tests). The file must match the
-  manifest's sha256 byte for byte.
-* otherwise from its original public source (:data:`SOURCES`): the published file, checked
-  against the sha256 recorded when the course's copy was made. Where the course ships a derived
-  file (the first 20,000 lines of a larger file, or a gzip of a text file), the derived *content*
-  is checked and then compressed, and the folder's manifest records the digest of what was
-  written, so later reads are guarded as usual.
+* **Where** (:func:`data_root`): the ``root=`` argument of a loader, else the folder in
+  ``$COURSE_DATA_DIR``, else the ``data/`` folder next to ``helpers/`` (:data:`REPO_DATA_DIR`).
+* **What** (:func:`read_manifest`, :func:`write_manifest`): ``data/MANIFEST.sha256`` lists the
+  sha256 of every shipped file, in ``sha256sum`` format.
+* **Verified reading** (:func:`read_data_bytes`): the first time a process reads a file, its sha256
+  is checked against the manifest; a missing or altered file raises a :class:`DataFileError`
+  (:class:`MissingDataFileError`, :class:`ChecksumMismatchError`) naming the file, both digests
+  and the command that restores it.
+* **Origins and the opt-in download** (:data:`SOURCES`, :func:`fetch`): in the repository nothing
+  is downloaded. A one-file Colab/Kaggle bundle of a chapter (``make bundle``) has no ``data/``
+  folder; there, and only when the environment variable ``COURSE_ALLOW_DOWNLOAD=1`` is set (the
+  bundle's first cell sets it), a missing file is fetched on first use and checked before it is
+  kept:
+
+  - from ``$COURSE_DATA_MIRROR`` when set: a URL or a folder laid out like the course's ``data/``
+    (a teacher's copy, a Kaggle data set, or a local copy in the tests). The file must match the
+    manifest's sha256 byte for byte.
+  - otherwise from its original public source (:data:`SOURCES`): the published file, checked
+    against the sha256 recorded when the course's copy was made. Where the course ships a derived
+    file (the first 20,000 lines of a larger file, or a gzip of a text file), the derived
+    *content* is checked and then compressed, and the folder's manifest records the digest of
+    what was written, so later reads are guarded as usual.
+
+  :func:`download_fashion_mnist_original` (torchvision's download of the original Fashion-MNIST,
+  for comparison) is the only other network path, and nothing calls it.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -27,6 +45,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+DATA_DIR_ENV_VAR = "COURSE_DATA_DIR"
+MANIFEST_NAME = "MANIFEST.sha256"
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 ALLOW_ENV_VAR = "COURSE_ALLOW_DOWNLOAD"
 MIRROR_ENV_VAR = "COURSE_DATA_MIRROR"
 TIMEOUT_S = 120
@@ -42,9 +63,158 @@ _SNLI = _RAW + "OanaMariaCamburu/e-SNLI/7b585a3f077fdea899780eb0473940522ae44a2e
 _SMS = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 
 
+# =============================================================================================
+# The data folder and its manifest
+# =============================================================================================
+
+
+class DataFileError(RuntimeError):
+    """A shipped data file (or the data folder) is missing, unlisted or corrupted."""
+
+
+class MissingDataFileError(DataFileError):
+    """A data file listed in the manifest is not on disk."""
+
+
+class ChecksumMismatchError(DataFileError):
+    """A data file's sha256 differs from the one in the manifest."""
+
+
 class DataDownloadError(RuntimeError):
     """A data file could not be downloaded, or what arrived is not the expected file."""
 
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``root`` if given, else ``$COURSE_DATA_DIR``, else the repo's ``data/``."""
+    if root is not None:
+        path, source = Path(root), "the root= argument"
+    elif os.environ.get(DATA_DIR_ENV_VAR):
+        path, source = Path(os.environ[DATA_DIR_ENV_VAR]), f"${DATA_DIR_ENV_VAR}"
+    else:
+        path, source = REPO_DATA_DIR, "the default (the data/ folder next to helpers/)"
+    path = path.expanduser().resolve()
+    if not path.is_dir():
+        raise DataFileError(
+            f"The data folder {path} (from {source}) does not exist. Point root= or "
+            f"${DATA_DIR_ENV_VAR} at the course's data/ folder, or unset {DATA_DIR_ENV_VAR}."
+        )
+    return path
+
+
+def _manifest_path(base: Path) -> Path:
+    """The manifest of ``base``; a folder without one is checked against the repo's manifest."""
+    own = base / MANIFEST_NAME
+    return own if own.is_file() else REPO_DATA_DIR / MANIFEST_NAME
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_manifest(path: Path, mtime_ns: int) -> dict[str, str]:
+    digests = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            digests[name.lstrip("*")] = digest.lower()
+    return digests
+
+
+def read_manifest(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """The expected sha256 of every shipped file, keyed by path relative to the data folder."""
+    path = _manifest_path(data_root(root))
+    if not path.is_file():
+        raise DataFileError(
+            f"No manifest at {path}. Restore it with `git checkout -- data/{MANIFEST_NAME}`."
+        )
+    return dict(_parse_manifest(path, path.stat().st_mtime_ns))
+
+
+def write_manifest(root: str | os.PathLike | None = None) -> Path:
+    """Rewrite ``MANIFEST.sha256`` for every file in the data folder (after a deliberate change).
+
+    Lines are in ``sha256sum`` format (``<digest>  <relative path>``), sorted by path, so
+    ``cd data && sha256sum -c MANIFEST.sha256`` checks the folder without Python.
+    """
+    base = data_root(root)
+    files = sorted(
+        p.relative_to(base).as_posix()
+        for p in base.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME
+    )
+    lines = [f"{sha256_of((base / name).read_bytes())}  {name}\n" for name in files]
+    out = base / MANIFEST_NAME
+    out.write_text("".join(lines), encoding="utf-8")
+    return out
+
+
+# =============================================================================================
+# Verified reading
+# =============================================================================================
+
+
+def _restore_hint(relpath: str, base: Path) -> str:
+    hint = f"Restore it with `git checkout -- data/{relpath}` in the course repository"
+    if base != REPO_DATA_DIR.resolve():
+        hint += f", then copy data/{relpath} to {base / relpath}"
+    return hint + "."
+
+
+# path -> (size, mtime_ns, digest) of files whose digest matched in this process
+_verified: dict[Path, tuple[int, int, str]] = {}
+
+
+def sha256_of(data: bytes) -> str:
+    """Hex sha256 digest of some bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_data_bytes(relpath: str, root: str | os.PathLike | None = None) -> bytes:
+    """Read a shipped data file, checking its sha256 against the manifest once per process.
+
+    ``relpath`` is relative to the data folder, e.g. ``'fashion-mnist/LICENSE'``. Raises
+    :class:`MissingDataFileError` or :class:`ChecksumMismatchError` with a restore command.
+    """
+    base = data_root(root)
+    expected = read_manifest(base).get(relpath)
+    if expected is None:
+        raise DataFileError(
+            f"{relpath!r} is not listed in {_manifest_path(base)}; check the name, or if you "
+            "added the file on purpose, run helpers.sources.write_manifest()."
+        )
+    path = base / relpath
+    if not path.is_file() and downloads_allowed():
+        _download_into(base, relpath, expected)
+        expected = read_manifest(base)[relpath]
+    if not path.is_file():
+        raise MissingDataFileError(
+            f"Data file {path} is missing (expected sha256 {expected}, actual: no file). "
+            + _restore_hint(relpath, base)
+        )
+    data = path.read_bytes()
+    stat = path.stat()
+    if _verified.get(path) == (stat.st_size, stat.st_mtime_ns, expected):
+        return data
+    actual = sha256_of(data)
+    if actual != expected:
+        raise ChecksumMismatchError(
+            f"Data file {path} is corrupted or was changed: expected sha256 {expected}, "
+            f"actual {actual}. " + _restore_hint(relpath, base)
+        )
+    _verified[path] = (stat.st_size, stat.st_mtime_ns, expected)
+    return data
+
+
+def _download_into(base: Path, relpath: str, expected: str) -> None:
+    """Fetch a missing file (opt-in) and, if what was verified and written differs from the shipped
+    bytes (a derived file compressed here), record its digest in this folder's own manifest."""
+    written = fetch(relpath, base, read_manifest(base))
+    if written != expected:
+        digests = {**read_manifest(base), relpath: written}
+        lines = [f"{digest}  {name}\n" for name, digest in sorted(digests.items())]
+        (base / MANIFEST_NAME).write_text("".join(lines), encoding="utf-8")
+
+
+# =============================================================================================
+# Where each file comes from, and the opt-in download
+# =============================================================================================
 
 @dataclass(frozen=True)
 class Source:
@@ -194,3 +364,25 @@ def fetch(relpath: str, base: Path, manifest: dict[str, str]) -> str:
     partial.write_bytes(data)
     partial.replace(path)
     return hashlib.sha256(data).hexdigest()
+
+
+def download_fashion_mnist_original(root: str | os.PathLike) -> Path:
+    """Opt-in only: download the original Fashion-MNIST with torchvision into ``root``.
+
+    Never called by the loaders, which read the byte-identical files shipped in
+    ``data/fashion-mnist/``. Needs a network connection; without one this raises
+    :class:`DataDownloadError`. Returns the folder with the downloaded raw files.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    root = Path(root)
+    try:
+        for train in (True, False):
+            FashionMNIST(str(root), train=train, download=True)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; torchvision raises both
+        raise DataDownloadError(
+            f"Could not download Fashion-MNIST into {root}: {err}. This needs a network "
+            "connection. You do not need it for the course: load_fashion_mnist() reads the "
+            "identical files shipped in data/fashion-mnist/."
+        ) from err
+    return root / "FashionMNIST" / "raw"

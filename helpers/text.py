@@ -39,6 +39,21 @@ def tokenize(lines: Iterable[str], token: str = "word") -> list[list[str]]:
     raise ValueError(f"token must be 'word' or 'char', got {token!r}.")
 
 
+_ENGLISH_TOKEN = re.compile(r"'(?:t|s|re|ve|ll|m|d)\b|\w+|\.\.\.|[^\w\s]")
+
+
+def tokenize_english(text: str) -> list[str]:
+    """Lower-case word tokens of English text, in the conventions of WikiText-2.
+
+    Punctuation marks are tokens of their own (``...`` is one), and the clitics
+    ``'t 's 're 've 'll 'm 'd`` are split off as WikiText-2 writes them (``"Don't!"`` ->
+    ``['don', "'t", '!']``), so that new text (an SMS, a review) meets a vocabulary built from
+    WikiText-2 with the same tokens. Curly apostrophes count as ``'``.
+    """
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    return _ENGLISH_TOKEN.findall(text)
+
+
 def count_tokens(tokens: Sequence[str] | Sequence[Sequence[str]]) -> collections.Counter:
     """Count token frequencies in a flat list of tokens or a list of token lists."""
     if tokens and isinstance(tokens[0], (list, tuple)):
@@ -392,3 +407,50 @@ def bert_pretraining_tensors(
         mlm_labels[i, : len(labels)] = torch.tensor(labels)
         nsp_labels[i] = int(is_next)
     return token_ids, segments, valid_lens, pred_positions, mlm_weights, mlm_labels, nsp_labels
+
+
+def truncate_pair(
+    tokens_a: Sequence[str], tokens_b: Sequence[str] | None, max_len: int
+) -> tuple[list[str], list[str] | None]:
+    """Shorten one sentence, or a pair, so that with BERT's special tokens it fits in ``max_len``.
+
+    One sentence keeps its first ``max_len - 2`` tokens (room for ``<cls>`` and ``<sep>``). A pair
+    loses tokens from the end of the longer sentence (the second on a tie), one at a time, until
+    both fit with ``<cls>``, ``<sep>``, ``<sep>``: as d2l's SNLI data set, so a long premise does not
+    push the hypothesis out.
+    """
+    specials = 2 if tokens_b is None else 3
+    if max_len <= specials:
+        raise ValueError(f"max_len must exceed the {specials} special tokens, got {max_len}.")
+    if tokens_b is None:
+        return list(tokens_a[: max_len - 2]), None
+    a, b = list(tokens_a), list(tokens_b)
+    while len(a) + len(b) > max_len - 3:
+        (a if len(a) > len(b) else b).pop()
+    return a, b
+
+
+def bert_input_tensors(
+    tokens_a: Sequence[Sequence[str]],
+    tokens_b: Sequence[Sequence[str]] | None,
+    vocab: Vocab,
+    max_len: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT inputs for classifying single sentences or sentence pairs (fine-tuning).
+
+    Example ``i`` is ``<cls> tokens_a[i] <sep>``, or ``<cls> tokens_a[i] <sep> tokens_b[i] <sep>``
+    when ``tokens_b`` is given, cut to ``max_len`` by :func:`truncate_pair`. Returns int64
+    ``(token_ids (N, max_len), segments (N, max_len), valid_lens (N,))`` padded as in
+    :func:`bert_pretraining_tensors`: ``<pad>`` for tokens, 0 for segments.
+    """
+    pairs = zip(tokens_a, tokens_b, strict=True) if tokens_b is not None else ((a, None) for a in tokens_a)
+    n = len(tokens_a)
+    token_ids = torch.full((n, max_len), vocab["<pad>"], dtype=torch.long)
+    segments = torch.zeros((n, max_len), dtype=torch.long)
+    valid_lens = torch.zeros(n, dtype=torch.long)
+    for i, (a, b) in enumerate(pairs):
+        tokens, segs = get_tokens_and_segments(*truncate_pair(a, b, max_len))
+        token_ids[i, : len(tokens)] = torch.tensor(vocab[tokens])
+        segments[i, : len(segs)] = torch.tensor(segs)
+        valid_lens[i] = len(tokens)
+    return token_ids, segments, valid_lens

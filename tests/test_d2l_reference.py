@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from helpers import datasets as D
-from helpers import seq2seq
+from helpers import seq2seq, sources
 from helpers import text as T
 
 d2l = pytest.importorskip(
@@ -38,7 +38,7 @@ def d2l_data_folder(tmp_path, monkeypatch):
     """Run in a folder whose ``../data/FashionMNIST/raw`` holds our shipped files, where d2l looks."""
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for path in (D.REPO_DATA_DIR / "fashion-mnist").glob("*.gz"):
+    for path in (sources.REPO_DATA_DIR / "fashion-mnist").glob("*.gz"):
         shutil.copy(path, raw / path.name)
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
@@ -84,13 +84,13 @@ def test_vocab_has_d2ls_tokens_counts_and_unknown_handling(seed, min_freq):
 
 
 def test_time_machine_clean_up_is_d2ls_rule_applied_line_by_line():
-    raw = D.read_data_bytes("timemachine/timemachine.txt").decode("utf-8")
+    raw = sources.read_data_bytes("timemachine/timemachine.txt").decode("utf-8")
     theirs = [d2l.TimeMachine._preprocess(None, line).strip() for line in raw.splitlines()]
     assert D.read_time_machine() == theirs
 
 
 def test_translation_preprocessing_and_tokens_equal_d2ls():
-    raw = D.read_data_nmt()
+    raw = D.read_fra_eng()
     assert T.preprocess_nmt(raw) == d2l.MTFraEng._preprocess(None, raw)
     source, target = T.tokenize_nmt(T.preprocess_nmt(raw))
     d2l_source, d2l_target = d2l.MTFraEng._tokenize(None, d2l.MTFraEng._preprocess(None, raw))

@@ -1,10 +1,10 @@
-"""Synthetic regression data and the in-memory minibatch loader."""
+"""Synthetic regression data, the in-memory minibatch loader and the batch-mapping wrapper."""
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers.data import TensorLoader, make_loader, synthetic_regression
+from helpers.data import MappedLoader, TensorLoader, make_loader, map_batches, synthetic_regression
 
 
 def test_synthetic_regression_shapes_and_truth():
@@ -82,3 +82,38 @@ def test_loader_rejects_a_bad_batch_size(batch_size):
 def test_loader_rejects_tensors_of_different_lengths():
     with pytest.raises(ValueError, match="same first dimension; got sizes 4, 5"):
         make_loader(torch.arange(4), torch.arange(5), batch_size=2)
+
+
+def test_map_batches_applies_fn_to_each_unpacked_batch_and_keeps_the_length():
+    X, y = torch.arange(23, dtype=torch.uint8).reshape(-1, 1), torch.arange(23)
+    loader = make_loader(X, y, batch_size=5, shuffle=False)
+    mapped = map_batches(loader, lambda xb, yb: (xb.float() / 255, yb, len(yb)))
+    assert isinstance(mapped, MappedLoader) and len(mapped) == len(loader) == 5
+    batches = list(mapped)
+    assert len(batches) == 5 and [b[2] for b in batches] == [5, 5, 5, 5, 3]
+    for (xb, yb, _), (xr, yr) in zip(batches, loader, strict=True):
+        assert xb.dtype == torch.float32 and torch.equal(xb, xr.float() / 255) and torch.equal(yb, yr)
+
+
+def test_map_batches_is_lazy_and_each_iteration_is_a_new_epoch_of_the_loader():
+    calls = []
+    loader = make_loader(torch.arange(100), batch_size=10, seed=1)
+    reference = make_loader(torch.arange(100), batch_size=10, seed=1)
+    mapped = map_batches(loader, lambda b: calls.append(1) or b.tolist())
+    assert calls == []  # nothing computed before iterating
+    epoch1, epoch2 = list(mapped), list(mapped)
+    assert len(calls) == 20
+    assert epoch1 == [b[0].tolist() for b in reference] and epoch2 == [b[0].tolist() for b in reference]
+    assert epoch1 != epoch2  # the wrapped loader reshuffled
+
+
+def test_map_batches_wraps_any_sized_loader_and_nests():
+    batches = [(torch.ones(2), torch.zeros(2)), (torch.ones(1), torch.zeros(1))]
+    swapped = map_batches(map_batches(batches, lambda a, b: (b, a)), lambda a, b: (a.sum(), b.sum()))
+    assert len(swapped) == 2 and [tuple(map(float, b)) for b in swapped] == [(0.0, 2.0), (0.0, 1.0)]
+    assert len(map_batches(DataLoader(TensorDataset(torch.arange(7)), batch_size=3), lambda b: b)) == 3
+
+
+def test_map_batches_needs_a_loader_with_a_length():
+    with pytest.raises(TypeError, match="needs a loader with a length"):
+        map_batches((b for b in [(1,)]), lambda b: b)

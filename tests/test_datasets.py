@@ -1,115 +1,99 @@
-"""Tests of helpers.datasets: the checksum guard, every loader's shapes/dtypes/ranges/counts,
-seeded determinism, fast-mode sizes, and that nothing reaches for the network (conftest.py's
-autouse ``no_network`` fixture blocks every connection)."""
+"""Tests of helpers.datasets: the naming scheme and split names, the one fast-mode rule, every
+loader's shapes/dtypes/ranges/counts, seeded determinism, and that nothing reaches for the
+network (conftest.py's autouse ``no_network`` fixture blocks every connection). The manifest and
+the checksum guard are tested in tests/test_sources.py, the banana generator in
+tests/test_detection.py."""
 
-import hashlib
 import shutil
 import socket
-import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import datasets as D
+from helpers import sources as S
+from helpers import text as T
 
-REPO_DATA = D.REPO_DATA_DIR
-SMALL_FILES = (
-    "timemachine/timemachine.txt",
-    "fashion-mnist/t10k-labels-idx1-ubyte.gz",
-    "images/skimage/camera.png",
-)
+REPO_DATA = S.REPO_DATA_DIR
 
 
-@pytest.fixture
-def small_root(tmp_path: Path) -> Path:
-    """A data folder in tmp_path with the manifest and copies of a few small files."""
-    shutil.copy(REPO_DATA / D.MANIFEST_NAME, tmp_path / D.MANIFEST_NAME)
-    for name in SMALL_FILES:
+@pytest.fixture(scope="module")
+def wiki_vocab() -> T.Vocab:
+    """A lower-case WikiText-2 vocabulary as BERT pre-training builds it (min_freq 5)."""
+    sentences = [s.split() for p in D.read_wikitext2("val") for s in p]
+    return T.Vocab(sentences, min_freq=5, reserved_tokens=T.BERT_RESERVED_TOKENS)
+
+
+def copy_data(tmp_path: Path, *names: str) -> Path:
+    """A data folder in tmp_path with the manifest and copies of some shipped files."""
+    shutil.copy(REPO_DATA / S.MANIFEST_NAME, tmp_path / S.MANIFEST_NAME)
+    for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_DATA / name, tmp_path / name)
     return tmp_path
 
 
-# --- the manifest and the checksum guard ------------------------------------------------------
+# --- names, splits and the fast-mode rule ---------------------------------------------------------
 
 
-def test_manifest_lists_every_shipped_file_with_its_digest():
-    manifest = D.read_manifest()
-    on_disk = {
-        p.relative_to(REPO_DATA).as_posix()
-        for p in REPO_DATA.rglob("*")
-        if p.is_file() and p.name != D.MANIFEST_NAME
-    }
-    assert set(manifest) == on_disk, "run helpers.datasets.write_manifest() after changing data/"
-    for name, digest in manifest.items():
-        assert hashlib.sha256((REPO_DATA / name).read_bytes()).hexdigest() == digest, name
+def test_every_set_uses_train_val_test_split_names_and_fast_sizes_name_real_splits():
+    assert all(set(splits) <= {"train", "val", "test"} for splits in D.SPLITS.values())
+    assert D.SPLITS["wikitext2"] == ("val", "test") and D.SPLITS["detection"] == ("train", "val")
+    for dataset, sizes in D.FAST_SIZES.items():
+        assert tuple(sizes) == D.SPLITS[dataset], dataset
+    assert set(D.FAST_SIZES) == set(D.SPLITS) - {"wikitext2"}  # running texts are not shrunk
 
 
-def test_corrupted_file_raises_naming_file_digests_and_restore_command(small_root):
-    name = "timemachine/timemachine.txt"
-    path = small_root / name
-    path.write_bytes(path.read_bytes().replace(b"Time", b"Tide", 1))
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(D.ChecksumMismatchError) as info:
-        D.read_time_machine(root=small_root)
-    message = str(info.value)
-    assert isinstance(info.value, D.DataFileError) and isinstance(info.value, RuntimeError)
-    assert str(path) in message and actual in message
-    assert D.read_manifest()[name] in message
-    assert f"git checkout -- data/{name}" in message
+@pytest.mark.parametrize(
+    ("call", "listed"),
+    [
+        (lambda: D.read_fashion_mnist("valid"), "'train' or 'test'"),
+        (lambda: D.fashion_mnist_tensors("val"), "'train' or 'test'"),
+        (lambda: D.read_wikitext2("valid"), "'val' or 'test'"),
+        (lambda: D.read_wikitext2("train"), "'val' or 'test'"),
+        (lambda: D.detection_tensors("test"), "'train' or 'val'"),
+        (lambda: D.detection_tensors("valid", num_images=3), "'train' or 'val'"),
+        (lambda: D.read_snli("dev"), "'train', 'val' or 'test'"),
+        (lambda: D.read_sms_spam("validation"), "'train', 'val' or 'test'"),
+        (lambda: D.fast_size("fra_eng", "val", fast=True), "'train' or 'test'"),
+    ],
+)
+def test_a_wrong_split_name_lists_the_valid_ones(call, listed):
+    with pytest.raises(ValueError, match=f"split must be {listed}"):
+        call()
 
 
-def test_missing_file_raises_naming_file_digest_and_restore_command(small_root):
-    name = "fashion-mnist/t10k-labels-idx1-ubyte.gz"
-    (small_root / name).unlink()
-    with pytest.raises(D.MissingDataFileError) as info:
-        D.read_data_bytes(name, root=small_root)
-    message = str(info.value)
-    assert str(small_root / name) in message and "missing" in message
-    assert D.read_manifest()[name] in message and f"git checkout -- data/{name}" in message
+def test_fast_size_follows_course_fast_and_reads_the_one_table(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    assert D.fast_size("snli", "val") == D.FAST_SIZES["snli"]["val"] == 500
+    assert D.fast_size("snli", "val", fast=False) is None
+    monkeypatch.setenv("COURSE_FAST", "0")
+    assert D.fast_size("fashion_mnist", "train") is None
+    assert D.fast_size("fashion_mnist", "train", fast=True) == 6000
 
 
-def test_missing_big_file_error_reaches_the_fashion_mnist_loader(small_root):
-    with pytest.raises(D.MissingDataFileError, match="t10k-images-idx3-ubyte.gz"):
-        D.fashion_mnist_tensors("test", root=small_root)
+def test_fast_subset_is_seeded_sorted_and_keeps_class_proportions():
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0] * 900 + [1] * 100)[order]
+    keep = D.fast_subset("sms_spam", "train", labels, fast=True, seed=0)  # 1,000 of 1,000: all
+    assert keep is None
+    keep = D.fast_subset("sms_spam", "test", labels, fast=True, seed=0)  # 500 of them
+    assert len(keep) == 500 and torch.equal(keep, keep.sort().values)
+    assert labels[keep].bincount().tolist() == [450, 50]
+    assert torch.equal(keep, D.fast_subset("sms_spam", "test", labels, fast=True, seed=0))
+    assert not torch.equal(keep, D.fast_subset("sms_spam", "test", labels, fast=True, seed=1))
+    assert D.fast_subset("sms_spam", "test", labels, fast=False) is None
+    unlabelled = D.fast_subset("fra_eng", "test", 2000, fast=True, seed=0)
+    assert len(unlabelled) == 500 and len(set(unlabelled.tolist())) == 500
 
 
-def test_checksum_is_computed_once_per_file_and_again_after_a_change(small_root, monkeypatch):
-    calls = []
-    real = D.sha256_of
-    monkeypatch.setattr(D, "sha256_of", lambda data: calls.append(1) or real(data))
-    name = "timemachine/timemachine.txt"
-    first = D.read_data_bytes(name, root=small_root)
-    assert D.read_data_bytes(name, root=small_root) == first
-    assert len(calls) == 1
-    (small_root / name).write_bytes(first + b"extra")
-    with pytest.raises(D.ChecksumMismatchError):
-        D.read_data_bytes(name, root=small_root)
-    assert len(calls) == 2
-
-
-def test_unlisted_file_and_missing_folder_are_explained(small_root, tmp_path):
-    with pytest.raises(D.DataFileError, match="not listed"):
-        D.read_data_bytes("timemachine/other.txt", root=small_root)
-    with pytest.raises(D.DataFileError, match="does not exist"):
-        D.data_root(tmp_path / "nowhere")
-
-
-def test_data_root_precedence_argument_then_env_then_repo(small_root, monkeypatch, tmp_path):
-    monkeypatch.delenv(D.DATA_DIR_ENV_VAR, raising=False)
-    assert D.data_root() == REPO_DATA.resolve()
-    monkeypatch.setenv(D.DATA_DIR_ENV_VAR, str(small_root))
-    assert D.data_root() == small_root.resolve()
-    assert len(D.read_time_machine()) == 3221  # read from the env folder
-    other = tmp_path / "other"
-    other.mkdir()
-    assert D.data_root(other) == other.resolve()
-
-
-def test_folder_without_manifest_is_checked_against_the_repo_manifest(small_root):
-    (small_root / D.MANIFEST_NAME).unlink()
-    assert len(D.read_time_machine(root=small_root)) == 3221
+def test_stratified_subset_rounds_counts_by_largest_remainder():
+    labels = torch.tensor([0] * 5 + [1] * 3 + [2] * 2)
+    assert labels[D.stratified_subset(labels, 5, seed=0)].bincount().tolist() == [3, 1, 1]
+    assert labels[D.stratified_subset(labels, 10, seed=0)].bincount().tolist() == [5, 3, 2]
+    with pytest.raises(ValueError, match="between 0 and the 10 examples"):
+        D.stratified_subset(labels, 11)
 
 
 # --- Fashion-MNIST ------------------------------------------------------------------------------
@@ -135,6 +119,13 @@ def test_fast_mode_follows_course_fast_and_is_stratified(monkeypatch):
     assert len(train_iter) == 24 and len(D.load_fashion_mnist(256, fast=False)[0]) == 235
     monkeypatch.setenv("COURSE_FAST", "0")
     assert len(D.load_fashion_mnist(batch_size=256)[1].tensors[0]) == 10000
+
+
+def test_fashion_mnist_fast_subset_is_a_subset_of_the_full_split_in_file_order():
+    images, labels = D.read_fashion_mnist("test")
+    keep = D.fast_subset("fashion_mnist", "test", labels, fast=True, seed=0)
+    X, y = D.fashion_mnist_tensors("test", fast=True, seed=0)
+    assert torch.equal(y, labels[keep]) and torch.equal(X[:, 0], images[keep].float() / 255)
 
 
 def test_fashion_mnist_batches_and_seeded_determinism():
@@ -175,7 +166,7 @@ def test_raw_tensors_and_text_labels():
         D.read_fashion_mnist("valid")
 
 
-def test_loaders_never_call_the_download_path(monkeypatch, no_network):
+def test_loaders_never_call_the_download_path(monkeypatch, no_network, wiki_vocab):
     import torchvision.datasets
 
     def forbidden(*args, **kwargs):
@@ -183,20 +174,11 @@ def test_loaders_never_call_the_download_path(monkeypatch, no_network):
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", forbidden)
     D.load_fashion_mnist(batch_size=32, fast=True)
-    D.load_data_time_machine(32, 35)
+    D.load_time_machine(32, 35)
     D.load_image("catdog")
+    D.load_snli(32, wiki_vocab, 64, fast=True)
+    D.load_sms_spam(32, wiki_vocab, 64, fast=True)
     assert no_network == []  # no connection was even attempted
-
-
-def test_opt_in_download_explains_a_missing_network(monkeypatch, tmp_path):
-    import torchvision.datasets
-
-    def offline(*args, **kwargs):  # what torchvision raises when no host can be reached
-        raise urllib.error.URLError("no route to host")
-
-    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
-    with pytest.raises(D.DataDownloadError, match="network connection.*data/fashion-mnist"):
-        D.download_fashion_mnist_original(tmp_path)
 
 
 def test_no_network_fixture_blocks_connections(no_network):
@@ -213,18 +195,19 @@ def test_no_network_fixture_blocks_connections(no_network):
 def test_time_machine_text_corpus_and_vocab():
     lines = D.read_time_machine()
     assert len(lines) == 3221 and lines[0] == "the time machine by h g wells"
-    corpus, vocab = D.load_corpus_time_machine()
+    corpus, vocab = D.time_machine_corpus()
     assert len(corpus) == 170580 and len(vocab) == 28
     assert vocab.idx_to_token[:5] == ["<unk>", " ", "e", "t", "a"]
-    words, word_vocab = D.load_corpus_time_machine(max_tokens=1000, token="word")
+    words, word_vocab = D.time_machine_corpus(max_tokens=1000, token="word")
     assert len(words) == 1000 and word_vocab.token_freqs[0] == ("the", 2261)
 
 
-def test_load_data_time_machine_batches_are_corpus_windows_and_repeat_for_a_seed():
-    corpus, _ = D.load_corpus_time_machine(max_tokens=10000)
+def test_load_time_machine_batches_are_corpus_windows_and_repeat_for_a_seed(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")  # a running text: the same in both modes
+    corpus, _ = D.time_machine_corpus(max_tokens=10000)
     windows = torch.tensor(corpus).unfold(0, 36, 1)  # every run of 36 consecutive tokens
     for random_iter in (False, True):
-        data_iter, vocab = D.load_data_time_machine(32, 35, use_random_iter=random_iter, seed=3)
+        data_iter, vocab = D.load_time_machine(32, 35, use_random_iter=random_iter, seed=3)
         batches = list(data_iter)
         assert len(batches) == len(data_iter) == 8 and len(vocab) == 28
         for X, Y in batches:
@@ -232,19 +215,19 @@ def test_load_data_time_machine_batches_are_corpus_windows_and_repeat_for_a_seed
             assert torch.equal(X[:, 1:], Y[:, :-1])
         rows = torch.cat([X, Y[:, -1:]], dim=1)  # X plus the last target: 36 corpus tokens
         assert all((windows == row).all(1).any() for row in rows)
-        again, _ = D.load_data_time_machine(32, 35, use_random_iter=random_iter, seed=3)
+        again, _ = D.load_time_machine(32, 35, use_random_iter=random_iter, seed=3)
         assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
 
 
 # --- English-French pairs ---------------------------------------------------------------------
 
 
-def test_nmt_split_holds_out_2000_pairs_with_no_shared_source_sentence():
-    train_iter, (src_vocab, tgt_vocab), test = D.load_data_nmt(batch_size=64, num_steps=10)
+def test_fra_eng_split_holds_out_2000_pairs_with_no_shared_source_sentence():
+    train_iter, (src_vocab, tgt_vocab), test = D.load_fra_eng(batch_size=64, num_steps=10, fast=False)
     src, src_len, tgt, tgt_len = train_iter.tensors
     assert len(test) >= 2000 and len(src) + len(test) == 20000
     assert src.shape == (len(src), 10) and src.dtype == tgt.dtype == torch.int64
-    source, _ = D.tokenize_nmt(D.preprocess_nmt(D.read_data_nmt()))
+    source, _ = T.tokenize_nmt(T.preprocess_nmt(D.read_fra_eng()))
     train_idx, test_idx = D.split_by_source(source, 0.1, seed=0)
     assert not {tuple(source[i]) for i in train_idx} & {tuple(s) for s in test.source}
     assert [source[i] for i in test_idx] == test.source
@@ -260,28 +243,46 @@ def test_nmt_split_holds_out_2000_pairs_with_no_shared_source_sentence():
     assert test.src.shape == (len(test), 10) and test.tgt_valid_len.shape == (len(test),)
 
 
-def test_nmt_is_seeded_and_num_examples_only_shrinks_training():
-    a_iter, _, a_test = D.load_data_nmt(64, 8, num_examples=500, seed=0)
-    b_iter, _, b_test = D.load_data_nmt(64, 8, seed=0)
+def test_fra_eng_is_seeded_and_num_examples_only_shrinks_training():
+    a_iter, _, a_test = D.load_fra_eng(64, 8, num_examples=500, fast=False, seed=0)
+    b_iter, _, b_test = D.load_fra_eng(64, 8, fast=False, seed=0)
     assert a_iter.num_examples == 500 and a_test.source == b_test.source
-    assert torch.equal(next(iter(a_iter))[0], next(iter(D.load_data_nmt(64, 8, 500)[0]))[0])
-    assert D.load_data_nmt(64, 8, seed=1)[2].source != b_test.source
+    again = D.load_fra_eng(64, 8, 500, fast=False)[0]
+    assert torch.equal(next(iter(a_iter))[0], next(iter(again))[0])
+    assert D.load_fra_eng(64, 8, fast=False, seed=1)[2].source != b_test.source
+
+
+def test_fra_eng_fast_mode_keeps_vocabularies_and_held_out_sentences(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    fast_iter, (fast_src, fast_tgt), fast_test = D.load_fra_eng(64, 10)
+    full_iter, (full_src, full_tgt), full_test = D.load_fra_eng(64, 10, fast=False)
+    assert fast_iter.num_examples == 8000 and len(fast_test) == 500
+    assert fast_src.idx_to_token == full_src.idx_to_token  # vocabularies of the full training set
+    assert fast_tgt.idx_to_token == full_tgt.idx_to_token
+    # seeded subsets, in file order, of the same training pairs and the same held-out pairs
+    keep = D.fast_subset("fra_eng", "train", full_iter.num_examples, fast=True, seed=0)
+    assert all(torch.equal(a, b[keep]) for a, b in zip(fast_iter.tensors, full_iter.tensors, strict=True))
+    keep = D.fast_subset("fra_eng", "test", len(full_test), fast=True, seed=0)
+    assert fast_test.source == [full_test.source[i] for i in keep]
+    assert torch.equal(fast_test.tgt, full_test.tgt[keep])
+    assert D.load_fra_eng(64, 10, seed=1)[2].source != fast_test.source
 
 
 # --- WikiText-2 / BERT ------------------------------------------------------------------------
 
 
-def test_read_wiki_paragraphs_are_lower_case_sentence_lists():
-    paragraphs = D.read_wiki("valid")
+def test_read_wikitext2_paragraphs_are_lower_case_sentence_lists():
+    paragraphs = D.read_wikitext2("val")
     assert len(paragraphs) > 1000 and all(len(p) >= 2 for p in paragraphs)
     assert all(s == s.lower() for p in paragraphs[:50] for s in p)
-    assert len(D.read_wiki("test")) > 1000
+    assert paragraphs == D.read_wikitext2()  # "val" (the shipped validation file) is the default
+    assert len(D.read_wikitext2("test")) > 1000
     with pytest.raises(ValueError, match="split"):
-        D.read_wiki("train")
+        D.read_wikitext2("train")
 
 
-def test_load_data_wiki_bert_tensors():
-    train_iter, vocab = D.load_data_wiki(batch_size=512, max_len=64, seed=0)
+def test_load_wikitext2_bert_tensors():
+    train_iter, vocab = D.load_wikitext2(batch_size=512, max_len=64, seed=0)
     tokens, segments, valid_lens, positions, weights, labels, nsp = train_iter.tensors
     n = len(tokens)
     assert n > 3000 and tokens.shape == (n, 64) and positions.shape == (n, 10)
@@ -295,10 +296,184 @@ def test_load_data_wiki_bert_tensors():
     assert 0.77 < masked.float().mean() < 0.83
     assert 0.45 < nsp.float().mean() < 0.55
     assert weights.dtype == torch.float32 and labels.dtype == torch.int64
-    again, _ = D.load_data_wiki(batch_size=512, max_len=64, seed=0)
+    again, _ = D.load_wikitext2(batch_size=512, max_len=64, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(train_iter.tensors, again.tensors, strict=True))
-    test_iter, test_vocab = D.load_data_wiki(512, 64, split="test", vocab=vocab)
+    test_iter, test_vocab = D.load_wikitext2(512, 64, split="test", vocab=vocab)
     assert test_vocab is vocab and test_iter.tensors[0].max() < len(vocab)
+
+
+# --- BERT fine-tuning inputs (helpers.text additions used by SNLI and SMS Spam) -------------------
+
+
+def test_tokenize_english_follows_wikitext2_conventions():
+    assert T.tokenize_english("Don't! I'm HERE, it’s 2.5... ok") == [
+        "don", "'t", "!", "i", "'m", "here", ",", "it", "'s", "2", ".", "5", "...", "ok"]  # fmt: skip
+    # WikiText-2's own tokens (but <unk> and its @-@ number/hyphen marks) stay whole
+    tokens = [t for p in D.read_wikitext2("val") for s in p for t in s.split()]
+    words = [t for t in tokens if "<" not in t and "@" not in t]
+    kept = sum(T.tokenize_english(t) == [t] for t in words)
+    assert kept > 0.995 * len(words)  # the exceptions are abbreviations such as "u.s."
+
+
+def test_truncate_pair_drops_tokens_from_the_longer_sentence():
+    a, b = list("abcdefgh"), list("xyz")
+    assert T.truncate_pair(a, b, 10) == (list("abcd"), list("xyz"))  # 4 + 3 + 3 specials
+    assert T.truncate_pair(list("abc"), list("xyz"), 7) == (list("ab"), list("xy"))  # tie: b first
+    assert T.truncate_pair(a, None, 5) == (list("abc"), None)
+    assert T.truncate_pair(list("ab"), list("x"), 64) == (list("ab"), list("x"))
+    with pytest.raises(ValueError, match="max_len must exceed the 3 special tokens"):
+        T.truncate_pair(a, b, 3)
+
+
+def test_bert_input_tensors_pad_like_pretraining(wiki_vocab):
+    pairs = [["the", "cat"], ["a"]], [["sat"], ["b", "c"]]
+    ids, segments, valid_lens = T.bert_input_tensors(*pairs, wiki_vocab, 8)
+    v = wiki_vocab
+    assert ids[0].tolist() == v[["<cls>", "the", "cat", "<sep>", "sat", "<sep>", "<pad>", "<pad>"]]
+    assert segments[0].tolist() == [0, 0, 0, 0, 1, 1, 0, 0] and valid_lens.tolist() == [6, 6]
+    ids, segments, valid_lens = T.bert_input_tensors([["the"] * 20], None, wiki_vocab, 8)
+    assert ids[0].tolist() == v[["<cls>"] + ["the"] * 6 + ["<sep>"]] and valid_lens.tolist() == [8]
+    assert segments.sum() == 0 and ids.dtype == segments.dtype == valid_lens.dtype == torch.int64
+
+
+# --- SNLI ----------------------------------------------------------------------------------------
+
+
+def test_snli_files_are_read_through_the_checksum_guard(tmp_path):
+    names = [f"snli/{kind}.{part}.gz" for kind in ("s1", "s2", "labels") for part in ("dev", "test")]
+    root = copy_data(tmp_path, *names)
+    assert D.read_snli("val", root=root)[0] == D.read_snli("val")[0]
+    path = root / "snli/labels.test.gz"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(S.ChecksumMismatchError, match="labels.test.gz"):
+        D.read_snli("test", root=root)
+
+
+def test_snli_splits_label_counts_and_label_order():
+    assert D.SNLI_LABELS == ("entailment", "contradiction", "neutral")
+    counts = {split: D.read_snli(split)[2].bincount().tolist() for split in D.SPLITS["snli"]}
+    assert counts == {"train": [3006, 2942, 2909], "val": [323, 336, 326], "test": [3368, 3237, 3219]}
+    assert sum(counts["train"]) + sum(counts["val"]) == 9842  # the shipped dev file
+    assert sum(counts["test"]) == 9824
+    premises, hypotheses, labels = D.read_snli("test")
+    first = "This church choir sings to the masses as they sing joyous songs from the book at a church ."
+    assert premises[0] == first.split()
+    assert hypotheses[0] == "The church has cracks in the ceiling .".split()
+    assert labels[:3].tolist() == [2, 0, 1]  # neutral, entailment, contradiction in the file
+    assert labels.dtype == torch.int64
+
+
+def test_snli_train_and_val_split_the_dev_file_by_premise_with_a_seed():
+    for seed in (0, 1):
+        train, val = D.read_snli("train", seed=seed)[0], D.read_snli("val", seed=seed)[0]
+        assert not {tuple(p) for p in train} & {tuple(p) for p in val}
+        assert len(train) + len(val) == 9842 and len(val) >= 985
+    assert D.read_snli("val", seed=0) [0] == D.read_snli("val", seed=0)[0]
+    assert D.read_snli("val", seed=0)[0] != D.read_snli("val", seed=1)[0]
+    assert D.read_snli("test", seed=0)[0] == D.read_snli("test", seed=1)[0]  # the shipped file
+
+
+def test_snli_tensors_are_bert_pair_inputs(wiki_vocab):
+    tokens, segments, valid_lens, labels = D.snli_tensors("val", wiki_vocab, 64, fast=False)
+    premises, hypotheses, read_labels = D.read_snli("val")
+    n = len(premises)
+    assert tokens.shape == segments.shape == (n, 64) and valid_lens.shape == labels.shape == (n,)
+    assert all(t.dtype == torch.int64 for t in (tokens, segments, valid_lens, labels))
+    assert torch.equal(labels, read_labels)
+    p, h = [w.lower() for w in premises[0]], [w.lower() for w in hypotheses[0]]
+    expected = wiki_vocab[["<cls>", *p, "<sep>", *h, "<sep>"]]
+    assert tokens[0, : len(expected)].tolist() == expected and valid_lens[0] == len(expected)
+    assert segments[0, : len(expected)].tolist() == [0] * (len(p) + 2) + [1] * (len(h) + 1)
+    assert (tokens[:, 0] == wiki_vocab["<cls>"]).all()
+    assert (tokens.gather(1, (valid_lens - 1)[:, None]) == wiki_vocab["<sep>"]).all()
+    pad = torch.arange(64) >= valid_lens[:, None]
+    assert (tokens[pad] == wiki_vocab["<pad>"]).all() and (segments[pad] == 0).all()
+    short = D.snli_tensors("val", wiki_vocab, 12, fast=False)[2]
+    assert short.max() == 12 and (short <= valid_lens).all()  # long pairs are truncated
+
+
+def test_snli_fast_mode_and_loader(wiki_vocab, monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    train_iter, val_iter, test_iter = D.load_snli(128, wiki_vocab, 64)
+    sizes = [it.num_examples for it in (train_iter, val_iter, test_iter)]
+    assert sizes == [2000, 500, 1000] and len(train_iter) == 16
+    assert val_iter.tensors[3].bincount().tolist() == [164, 171, 165]  # the proportions of val
+    full = D.snli_tensors("val", wiki_vocab, 64, fast=False)
+    rows = {tuple(r) for r in full[0].tolist()}
+    assert {tuple(r) for r in val_iter.tensors[0].tolist()} <= rows  # a subset of the same split
+    X, S_, V, y = next(iter(train_iter))
+    assert X.shape == (128, 64) and y.shape == (128,)
+    again = D.load_snli(128, wiki_vocab, 64, seed=0)[0]
+    assert torch.equal(next(iter(again))[0], X)
+    assert not torch.equal(D.load_snli(128, wiki_vocab, 64, seed=1)[1].tensors[0], val_iter.tensors[0])
+
+
+# --- SMS Spam -------------------------------------------------------------------------------------
+
+
+def test_sms_file_is_read_through_the_checksum_guard(tmp_path):
+    name = "sms-spam/SMSSpamCollection"
+    (tmp_path / "good").mkdir()
+    assert D.read_sms_spam(root=copy_data(tmp_path / "good", name)) == D.read_sms_spam()
+    (tmp_path / "bad").mkdir()
+    path = copy_data(tmp_path / "bad", name) / name
+    path.write_bytes(path.read_bytes().replace(b"spam\t", b"ham\t", 1))
+    with pytest.raises(S.ChecksumMismatchError, match="SMSSpamCollection"):
+        D.read_sms_spam("train", root=tmp_path / "bad")
+
+
+def test_sms_records_in_file_order_with_403_exact_duplicates():
+    records = D.read_sms_spam()
+    assert len(records) == 5574 and sum(label == "spam" for label, _ in records) == 747
+    assert records[0] == ("ham", "Go until jurong point, crazy.. Available only in bugis n great world "
+                                 "la e buffet... Cine there got amore wat...")
+    assert records[-1] == ("ham", "Rofl. Its true to its name")
+    texts = [text for _, text in records]
+    assert len(texts) - len(set(texts)) == 403
+    assert len({label for label, text in records if text == texts[0]}) == 1  # no text has two labels
+
+
+def test_sms_splits_are_deduplicated_stratified_and_disjoint():
+    splits = {split: D.read_sms_spam(split) for split in D.SPLITS["sms_spam"]}
+    counts = {s: [sum(lab == c for lab, _ in r) for c in D.SMS_SPAM_CLASSES] for s, r in splits.items()}
+    assert counts == {"train": [3178, 459], "val": [437, 63], "test": [903, 131]}
+    texts = {split: [text for _, text in records] for split, records in splits.items()}
+    assert all(len(t) == len(set(t)) for t in texts.values())  # each text once per split
+    assert not set(texts["train"]) & set(texts["val"]) and not set(texts["train"]) & set(texts["test"])
+    assert not set(texts["val"]) & set(texts["test"])
+    assert set().union(*texts.values()) == {text for _, text in D.read_sms_spam()}  # 5,171 texts
+    order = {text: i for i, (_, text) in reversed(list(enumerate(D.read_sms_spam())))}
+    assert all([order[t] for t in ts] == sorted(order[t] for t in ts) for ts in texts.values())
+    assert D.read_sms_spam("test", seed=0) == splits["test"]
+    assert D.read_sms_spam("test", seed=1) != splits["test"]
+
+
+def test_sms_spam_tensors_are_bert_single_sentence_inputs(wiki_vocab):
+    tokens, segments, valid_lens, labels = D.sms_spam_tensors("val", wiki_vocab, 64, fast=False)
+    records = D.read_sms_spam("val")
+    assert tokens.shape == segments.shape == (500, 64) and valid_lens.shape == labels.shape == (500,)
+    assert all(t.dtype == torch.int64 for t in (tokens, segments, valid_lens, labels))
+    assert labels.tolist() == [D.SMS_SPAM_CLASSES.index(label) for label, _ in records]
+    assert labels.bincount().tolist() == [437, 63] and segments.sum() == 0
+    words = T.tokenize_english(records[0][1])[:62]
+    assert tokens[0, : len(words) + 2].tolist() == wiki_vocab[["<cls>", *words, "<sep>"]]
+    assert (tokens.gather(1, (valid_lens - 1)[:, None]) == wiki_vocab["<sep>"]).all()
+    assert (tokens[torch.arange(64) >= valid_lens[:, None]] == wiki_vocab["<pad>"]).all()
+    entity = next(text for _, text in D.read_sms_spam() if "&lt;#&gt;" in text)
+    assert "<" in D._sms_tokens(entity) and "lt" not in D._sms_tokens(entity)  # HTML entities decoded
+
+
+def test_sms_spam_fast_mode_and_loader(wiki_vocab, monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    train_iter, val_iter, test_iter = D.load_sms_spam(64, wiki_vocab, 64)
+    sizes = [it.num_examples for it in (train_iter, val_iter, test_iter)]
+    assert sizes == [1000, 250, 500]
+    bincounts = [it.tensors[3].bincount().tolist() for it in (train_iter, val_iter, test_iter)]
+    assert bincounts == [[874, 126], [219, 31], [437, 63]]  # the class proportions of each split
+    assert len(train_iter) == 16 and next(iter(train_iter))[0].shape == (64, 64)
+    assert torch.equal(D.load_sms_spam(64, wiki_vocab, 64)[2].tensors[0], test_iter.tensors[0])
+    full = [it.num_examples for it in D.load_sms_spam(64, wiki_vocab, 64, fast=False)]
+    assert full == [3637, 500, 1034]
 
 
 # --- images -------------------------------------------------------------------------------------
@@ -320,8 +495,8 @@ def test_images_list_and_load():
 # --- synthetic detection ------------------------------------------------------------------------
 
 
-def test_detection_data_format_and_boxes():
-    images, targets = D.detection_data("val")
+def test_detection_tensors_format_and_boxes():
+    images, targets = D.detection_tensors("val", fast=False)
     assert images.shape == (100, 3, 256, 256) and images.dtype == torch.uint8
     assert targets.shape == (100, 1, 5) and targets.dtype == torch.float32
     assert (targets[:, 0, 0] == 0).all()
@@ -338,25 +513,28 @@ def test_detection_data_format_and_boxes():
         assert rows.max() - rows.min() + 1 >= 0.5 * (y1 - y0)
 
 
-def test_detection_data_is_seeded_and_prefix_stable():
-    images, targets = D.detection_data("val", num_images=20, seed=0)
-    assert torch.equal(images[:5], D.detection_data("val", num_images=5, seed=0)[0])
-    assert torch.equal(targets, D.detection_data("val", num_images=20, seed=0)[1])
-    assert not torch.equal(targets, D.detection_data("val", num_images=20, seed=1)[1])
-    assert not torch.equal(targets, D.detection_data("train", num_images=20, seed=0)[1])
+def test_detection_tensors_are_seeded_and_prefix_stable():
+    images, targets = D.detection_tensors("val", num_images=20, seed=0)
+    assert torch.equal(images[:5], D.detection_tensors("val", num_images=5, seed=0)[0])
+    assert torch.equal(targets, D.detection_tensors("val", num_images=20, seed=0)[1])
+    assert not torch.equal(targets, D.detection_tensors("val", num_images=20, seed=1)[1])
+    assert not torch.equal(targets, D.detection_tensors("train", num_images=20, seed=0)[1])
 
 
-def test_load_data_detection_fast_mode_yields_float_batches(monkeypatch):
+def test_detection_fast_mode_keeps_the_first_images(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
-    train_iter, val_iter = D.load_data_detection(batch_size=32)
+    images, targets = D.detection_tensors("val")
+    assert len(images) == 50 and torch.equal(targets, D.detection_tensors("val", fast=False)[1][:50])
+    assert len(D.detection_tensors("val", num_images=7)[0]) == 7  # num_images wins over the mode
+
+
+def test_load_detection_fast_mode_yields_float_batches(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    train_iter, val_iter = D.load_detection(batch_size=32)
     assert len(train_iter) == 7 and len(val_iter) == 2  # 200 / 32 and 50 / 32, rounded up
     X, Y = next(iter(train_iter))
     assert X.shape == (32, 3, 256, 256) and X.dtype == torch.float32 and Y.shape == (32, 1, 5)
     assert 0 <= X.min() and X.max() <= 1
-
-
-def test_detection_sample_grid_is_shipped_and_small():
-    path = REPO_DATA / "detection_samples.png"
-    assert path.is_file() and path.stat().st_size < 150_000
-    grid = D.draw_detection_grid(*D.detection_data("val", num_images=4), ncols=2, tile=64)
-    assert grid.size == (128, 128)
+    images, targets = D.detection_tensors("val", fast=True)
+    X, Y = next(iter(val_iter))  # the validation iterator keeps the order, as floats
+    assert torch.equal(X, images[:32].float() / 255) and torch.equal(Y, targets[:32])
