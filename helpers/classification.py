@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from helpers.plotting import PALETTE, heatmap
+from helpers.training import Batch, model_device, split_batch, to_device
 
 
 def train_val_split(
@@ -51,24 +53,27 @@ def train_val_split(
 
 
 def predict(
-    model: nn.Module, data_iter: Iterable, device: torch.device | str | None = None
+    model: nn.Module,
+    data_iter: Iterable,
+    device: torch.device | str | None = None,
+    split_batch: Callable[[Any], Batch] = split_batch,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted labels (the argmax of the model's outputs) and true labels over ``data_iter``.
 
     The model runs in eval mode without gradients (its training flag is restored afterwards).
-    Batches are ``(*inputs, y)``; outputs of shape ``(B, classes)`` are turned into labels.
+    Batches follow the training loop's contract (:func:`helpers.training.split_batch`: ``(*inputs,
+    y)`` by default); outputs of shape ``(B, classes)`` are turned into labels.
     """
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     preds, labels = [], []
     with torch.no_grad():
-        for *xs, y in data_iter:
-            out = model(*(x.to(device) for x in xs))
+        for batch in data_iter:
+            b = split_batch(to_device(batch, device))
+            out = model(*b.inputs, **b.kwargs)
             preds.append(out.argmax(dim=1).cpu() if out.ndim > 1 else out.cpu())
-            labels.append(y.cpu())
+            labels.append(b.target.cpu())
     model.train(was_training)
     if not preds:
         raise ValueError("The data iterator yielded no batches.")

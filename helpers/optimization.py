@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from helpers.plotting import LINESTYLES, PALETTE
+from helpers.training import make_optimizer
 from helpers.widgets import WARNING_COLOR, PlotExplorer, warning_html
 
 # =============================================================================================
@@ -134,27 +135,23 @@ DIVERGENCE_LIMIT = 1e6
 MAX_STEPS = 10_000
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float = 0.9,
-                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+TORCH_NAMES = {"GD": "sgd", "momentum": "momentum", "Nesterov": "nesterov", "AdaGrad": "adagrad",
+               "RMSProp": "rmsprop", "Adam": "adam"}
+"""The name of each playground optimizer in :func:`helpers.training.make_optimizer`."""
+
+
+def playground_optimizer(name: str, params, lr: float, momentum: float = 0.9,
+                         betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """The ``torch.optim`` optimizer behind a playground name (see :data:`OPTIMIZERS`).
 
-    GD is plain ``SGD``; momentum and Nesterov are ``SGD(momentum=...)`` (Nesterov with zero
-    momentum is plain GD); RMSProp uses ``alpha = betas[1]``, the same decay of the squared
-    gradients as Adam's second moment; AdaGrad has no extra hyperparameter.
+    Made by the course's one factory, :func:`helpers.training.make_optimizer`. GD is plain
+    ``SGD``; momentum and Nesterov are ``SGD(momentum=...)`` (Nesterov with zero momentum is plain
+    GD); RMSProp uses ``alpha = betas[1]``, the same decay of the squared gradients as Adam's
+    second moment; AdaGrad has no extra hyperparameter.
     """
-    if name == "GD":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
-    if name == "Nesterov":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    if name == "AdaGrad":
-        return torch.optim.Adagrad(params, lr=lr)
-    if name == "RMSProp":
-        return torch.optim.RMSprop(params, lr=lr, alpha=betas[1])
-    if name == "Adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-    raise ValueError(f"Unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}.")
+    if name not in TORCH_NAMES:
+        raise ValueError(f"Unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}.")
+    return make_optimizer(TORCH_NAMES[name], params, lr, momentum=momentum, betas=betas, alpha=betas[1])
 
 
 @dataclass
@@ -258,7 +255,7 @@ def playground(
 
 def _run(surface, name, lr, start, steps, momentum, betas, limit) -> Trajectory:
     point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-    optimizer = make_optimizer(name, [point], lr, momentum, betas)
+    optimizer = playground_optimizer(name, [point], lr, momentum, betas)
     points = np.empty((steps + 1, 2))
     values = np.empty(steps + 1)
     points[0] = start
@@ -414,7 +411,6 @@ class PlaygroundExplorer(PlotExplorer):
     def __init__(self, surface: str = "Rosenbrock", optimizers: Sequence[str] = ("GD", "momentum", "Adam"),
                  steps: int = 100) -> None:
         s = get_surface(surface)
-        self._resetting = False
         slider = {"continuous_update": False, "style": {"description_width": "initial"}}
         log_lr = {"base": 10, "min": -4, "max": 1, "step": 0.05, "readout_format": ".3g"}
         controls = {
@@ -437,18 +433,16 @@ class PlaygroundExplorer(PlotExplorer):
         }
         super().__init__(controls, draw_playground, busy="running the optimizers...")
 
-    def _on_change(self, change) -> None:
-        if self._resetting:
-            return
-        if change.get("owner") is self.controls["surface"]:
+    def on_change(self, name: str, change) -> None:
+        """Choosing a surface resets the start point and learning rates to its defaults."""
+        if name == "surface":
             self.reset_to_surface_defaults()
-        self.refresh()
 
     def reset_to_surface_defaults(self) -> None:
-        """Set the start point, its slider ranges and the learning rates for the chosen surface."""
+        """Set the start point, its slider ranges and the learning rates for the chosen surface
+        (one redraw, or none if nothing changed)."""
         s = get_surface(self.controls["surface"].value)
-        self._resetting = True
-        try:
+        with self.hold_updates():
             for key, (low, high), value in (("x0", s.xlim, s.start[0]), ("y0", s.ylim, s.start[1])):
                 slider = self.controls[key]
                 slider.min, slider.max = min(low, slider.min), max(high, slider.max)
@@ -456,5 +450,3 @@ class PlaygroundExplorer(PlotExplorer):
                 slider.min, slider.max = low, high
             self.controls["lr"].value = s.lr
             self.controls["adaptive_lr"].value = s.adaptive_lr
-        finally:
-            self._resetting = False

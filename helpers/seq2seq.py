@@ -1,7 +1,8 @@
-"""Sequence-to-sequence machinery: the encoder-decoder interface, the GRU translator, the masked
-loss, training, greedy and beam-search decoding, and BLEU.
+"""Sequence-to-sequence machinery: the encoder-decoder interface, the GRU translator and its
+Bahdanau-attention variant, the masked loss, training, greedy and beam-search decoding, and BLEU.
 
-Chapter 5b teaches these pieces; the attention and Transformer chapters reuse them unchanged.
+Chapter 5b teaches these pieces; the attention chapter adds :class:`BahdanauDecoder`, and the
+Transformer chapter reuses the rest unchanged. Model code only: no widget or pyplot imports.
 The interface follows d2l, with every tensor batch-first:
 
 * an :class:`Encoder` maps ``(X, valid_len)`` to ``enc_outputs`` (anything the decoder needs);
@@ -18,7 +19,8 @@ The interface follows d2l, with every tensor batch-first:
   overrides it.
 
 :class:`EncoderDecoder` ties the two together; :func:`train_seq2seq` trains any such model with
-:func:`helpers.training.fit`; :func:`greedy_search`, :func:`beam_search`, :func:`translate` and
+:func:`helpers.training.fit` (the split hook :func:`teacher_forcing_batch` builds the decoder's
+input); :func:`greedy_search`, :func:`beam_search`, :func:`translate` and
 :func:`evaluate_bleu` decode with it; :func:`bleu` is the d2l/nndl sentence BLEU and
 :func:`corpus_bleu` the standard corpus BLEU of sacrebleu.
 """
@@ -35,7 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from helpers.training import History, fit
+from helpers.attention import AdditiveAttention
+from helpers.training import Batch, History, fit, make_optimizer, map_tensors, model_device
 
 # ---------------------------------------------------------------------------------------------
 # The encoder-decoder interface
@@ -65,19 +68,6 @@ class Decoder(nn.Module):
         Override this when the state holds tensors whose batch dimension is not the first.
         """
         return map_tensors(state, lambda t: t.index_select(0, index))
-
-
-def map_tensors(obj, fn):
-    """Apply ``fn`` to every tensor in a nest of tuples, lists and dicts; keep everything else."""
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, tuple):
-        return tuple(map_tensors(o, fn) for o in obj)
-    if isinstance(obj, list):
-        return [map_tensors(o, fn) for o in obj]
-    if isinstance(obj, dict):
-        return {k: map_tensors(v, fn) for k, v in obj.items()}
-    return obj
 
 
 class EncoderDecoder(nn.Module):
@@ -172,6 +162,63 @@ def make_gru_seq2seq(src_vocab_size, tgt_vocab_size, embed_size=256, num_hiddens
 
 
 # ---------------------------------------------------------------------------------------------
+# The Bahdanau translator (a GRU encoder-decoder with additive attention)
+# ---------------------------------------------------------------------------------------------
+
+
+class BahdanauDecoder(Decoder):
+    """GRU decoder with Bahdanau attention over the encoder's outputs.
+
+    At every step the query is the top layer's previous hidden state, the keys and values are
+    the encoder's outputs (padding masked by ``enc_valid_len``), and the GRU reads the context
+    concatenated with the embedded previous token. The state is ``(enc_outputs, keys_proj,
+    hidden (layers, batch, H), enc_valid_len)``; the keys are projected once per sentence.
+    ``self.attention_weights`` holds the weights of the latest call, ``(batch, steps, src_steps)``.
+    """
+
+    def __init__(self, vocab_size, embed_size, num_hiddens, num_layers, dropout=0.0):
+        super().__init__()
+        self.attention = AdditiveAttention(num_hiddens, num_hiddens, num_hiddens, dropout)
+        self.embedding = nn.Embedding(vocab_size, embed_size)
+        self.rnn = nn.GRU(embed_size + num_hiddens, num_hiddens, num_layers, batch_first=True,
+                          dropout=dropout if num_layers > 1 else 0.0)
+        self.dense = nn.Linear(num_hiddens, vocab_size)
+        self.attention_weights: torch.Tensor | None = None
+
+    def init_state(self, enc_outputs, enc_valid_len=None):
+        outputs, hidden = enc_outputs
+        return outputs, self.attention.W_k(outputs), hidden, enc_valid_len
+
+    def forward(self, X, state):
+        enc_outputs, keys_proj, hidden, enc_valid_len = state
+        embs = self.embedding(X)  # (B, T, E)
+        outputs, weights = [], []
+        for t in range(embs.shape[1]):
+            query = self.attention.W_q(hidden[-1][:, None, :])  # (B, 1, H)
+            context = self.attention.attend(query, keys_proj, enc_outputs, enc_valid_len)
+            out, hidden = self.rnn(torch.cat([context, embs[:, t : t + 1]], dim=-1), hidden)
+            outputs.append(out)
+            weights.append(self.attention.attention_weights)
+        self.attention_weights = torch.cat(weights, dim=1)
+        return self.dense(torch.cat(outputs, dim=1)), (enc_outputs, keys_proj, hidden, enc_valid_len)
+
+    def reorder_state(self, state, index):
+        enc_outputs, keys_proj, hidden, enc_valid_len = state
+        return (enc_outputs.index_select(0, index), keys_proj.index_select(0, index),
+                hidden.index_select(1, index),
+                None if enc_valid_len is None else enc_valid_len.index_select(0, index))
+
+
+def make_bahdanau_seq2seq(src_vocab_size, tgt_vocab_size, embed_size=256, num_hiddens=256,
+                          num_layers=2, dropout=0.2) -> EncoderDecoder:
+    """The attention translator of chapter 6: the packed GRU encoder + :class:`BahdanauDecoder`."""
+    return EncoderDecoder(
+        Seq2SeqEncoder(src_vocab_size, embed_size, num_hiddens, num_layers, dropout),
+        BahdanauDecoder(tgt_vocab_size, embed_size, num_hiddens, num_layers, dropout),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Masked loss and teacher forcing
 # ---------------------------------------------------------------------------------------------
 
@@ -221,22 +268,19 @@ def teacher_forcing_input(Y: torch.Tensor, bos: int) -> torch.Tensor:
     return torch.cat([torch.full_like(Y[:, :1], bos), Y[:, :-1]], dim=1)
 
 
-class TeacherForcingLoader:
-    """Wraps NMT batches ``(src, src_valid_len, tgt, tgt_valid_len)`` for ``fit``.
+def teacher_forcing_batch(bos: int):
+    """The split hook (see :func:`helpers.training.split_batch`) that trains a translator.
 
-    Yields ``(src, dec_input, src_valid_len, tgt)``, so that ``fit`` calls
-    ``model(src, dec_input, src_valid_len)`` and ``loss(logits, tgt)``.
+    An NMT batch ``(src, src_valid_len, tgt, tgt_valid_len)`` becomes the model's inputs
+    ``(src, teacher_forcing_input(tgt, bos), src_valid_len)`` and the target ``tgt``; the batch
+    size is the number of sentence pairs. Use it as ``fit(..., split_batch=teacher_forcing_batch(bos))``.
     """
 
-    def __init__(self, nmt_iter: Iterable, bos: int) -> None:
-        self.nmt_iter, self.bos = nmt_iter, bos
+    def split(batch) -> Batch:
+        src, src_valid_len, tgt, _ = batch
+        return Batch((src, teacher_forcing_input(tgt, bos), src_valid_len), tgt, len(src))
 
-    def __len__(self) -> int:
-        return len(self.nmt_iter)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        for src, src_valid_len, tgt, _ in self.nmt_iter:
-            yield src, teacher_forcing_input(tgt, self.bos), src_valid_len, tgt
+    return split
 
 
 class BucketLoader:
@@ -245,7 +289,7 @@ class BucketLoader:
     Every epoch the pairs are shuffled, sorted (stably) by target length and cut into batches
     of ``batch_size``, which are visited in a random order. Each batch is cut to its longest
     source and target, so little time goes into padding. Yields
-    ``(src, src_valid_len, tgt, tgt_valid_len)`` like :func:`helpers.datasets.load_data_nmt`.
+    ``(src, src_valid_len, tgt, tgt_valid_len)`` like :func:`helpers.datasets.load_fra_eng`.
     """
 
     def __init__(self, src, src_valid_len, tgt, tgt_valid_len, batch_size: int, seed: int = 0):
@@ -275,24 +319,20 @@ def train_seq2seq(model: nn.Module, train_iter: Iterable, tgt_vocab, num_epochs:
     """Train an :class:`EncoderDecoder` with Adam, teacher forcing and the masked loss.
 
     ``train_iter`` yields ``(src, src_valid_len, tgt, tgt_valid_len)`` as from
-    :func:`helpers.datasets.load_data_nmt`. The rest goes to :func:`helpers.training.fit`
+    :func:`helpers.datasets.load_fra_eng`; :func:`teacher_forcing_batch` turns each into the
+    model's inputs and the target. The rest goes to :func:`helpers.training.fit`
     (progress bar, live plot; e.g. ``on_epoch_end``, ``verbose``). ``train_loss`` is the mean
     cross-entropy per target token. Returns the :class:`~helpers.training.History`.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loader = TeacherForcingLoader(train_iter, tgt_vocab["<bos>"])
-    return fit(model, MaskedCrossEntropy(tgt_vocab["<pad>"]), optimizer, loader, num_epochs,
-               device=device, grad_clip=grad_clip, **fit_kwargs)
+    optimizer = make_optimizer("adam", model.parameters(), lr)
+    return fit(model, MaskedCrossEntropy(tgt_vocab["<pad>"]), optimizer, train_iter, num_epochs,
+               device=device, grad_clip=grad_clip, split_batch=teacher_forcing_batch(tgt_vocab["<bos>"]),
+               **fit_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
 # Decoding: greedy search and beam search
 # ---------------------------------------------------------------------------------------------
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _cut_at_eos(rows: list[list[int]], eos: int) -> list[list[int]]:
@@ -317,7 +357,7 @@ def greedy_search(model: EncoderDecoder, src: torch.Tensor, src_valid_len: torch
     _check_decoding_args(src, max_len)
     was_training = model.training
     model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     src = src.to(device)
     src_valid_len = None if src_valid_len is None else src_valid_len.to(device)
     state = model.decoder.init_state(model.encoder(src, src_valid_len), src_valid_len)
@@ -365,7 +405,7 @@ def beam_search(model: EncoderDecoder, src: torch.Tensor, src_valid_len: torch.T
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}.")
     was_training = model.training
     model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     src = src.to(device)
     src_valid_len = None if src_valid_len is None else src_valid_len.to(device)
     B, k = len(src), beam_size
@@ -552,7 +592,7 @@ def evaluate_bleu(model: EncoderDecoder, test, tgt_vocab, max_len: int, beam_siz
                   alpha: float = 0.75, batch_size: int = 500) -> TestScore:
     """Translate the whole held-out test set and score it with :func:`corpus_bleu`.
 
-    ``test`` is the :class:`helpers.datasets.NMTTestSet` from ``load_data_nmt``; references are
+    ``test`` is the :class:`helpers.datasets.NMTTestSet` from ``load_fra_eng``; references are
     its target sentences (one per pair). Also reports the mean d2l sentence BLEU (k=2).
     """
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers.data import make_loader
-from helpers.training import History, fit
+from helpers.training import History, fit, make_optimizer, model_device
 
 
 class RNNLM(nn.Module):
@@ -107,7 +107,7 @@ def perplexity(model: nn.Module, corpus, num_steps: int = 35, batch_size: int = 
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     total, count = 0.0, 0
     for X, Y in lm_val_loader(corpus, num_steps, batch_size):
         logits, _ = model(X.to(device))
@@ -127,20 +127,13 @@ def train_lm(model: nn.Module, train_iter: Iterable, val_corpus, num_epochs: int
     :class:`helpers.text.SeqDataLoader`); every batch starts from a fresh state. Validation is
     :func:`perplexity`'s windows of ``val_corpus``: ``exp(history['val_loss'])`` is the validation
     perplexity. With ``patience`` training stops once the validation perplexity has not improved
-    for that many epochs (early stopping). ``optimizer`` is ``'adam'`` or ``'sgd'``.
+    for that many epochs (early stopping). ``optimizer`` is a name of
+    :func:`helpers.training.make_optimizer` (e.g. ``'adam'`` or ``'sgd'``).
     """
-    optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    if optimizer not in optimizers:
-        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}.")
-    opt = optimizers[optimizer](model.parameters(), lr=lr)
-
-    def stop_when_stale(epoch: int, history: History) -> bool:
-        losses = history["val_loss"]
-        return patience is not None and epoch - (losses.index(min(losses)) + 1) >= patience
-
+    opt = make_optimizer(optimizer, model.parameters(), lr)
     return fit(_FreshStateLogits(model), lm_loss, opt, train_iter, num_epochs,
                val_iter=lm_val_loader(val_corpus, num_steps), grad_clip=grad_clip,
-               keep_best="val_loss", on_epoch_end=stop_when_stale, **fit_kwargs)
+               keep_best=("val_loss", "min"), patience=patience, **fit_kwargs)
 
 
 @torch.no_grad()
@@ -162,7 +155,7 @@ def generate(model: nn.Module, prefix: str, num_preds: int, vocab, temperature: 
         raise ValueError(f"temperature must be 0 (greedy) or positive, got {temperature}.")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     logits, state = model(torch.tensor([vocab[list(prefix)]], device=device))
     out = list(prefix)
@@ -186,7 +179,7 @@ def next_token_distribution(model: nn.Module, prefix: str, vocab,
     model_was_training = model.training
     model.eval()
     with torch.no_grad():
-        device = next(model.parameters()).device
+        device = model_device(model)
         logits, _ = model(torch.tensor([vocab[list(prefix)]], device=device))
     model.train(model_was_training)
     return F.softmax(logits[0, -1].cpu() / temperature, dim=-1)

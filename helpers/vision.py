@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from helpers.data import make_loader
 from helpers.datasets import list_images, load_image
 from helpers.plotting import PALETTE
-from helpers.training import History, accuracy, evaluate, fit
+from helpers.training import History, accuracy, evaluate, fit, make_optimizer
 from helpers.widgets import PlotExplorer
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +244,6 @@ class ConvExplorer(PlotExplorer):
                  stride: int = 1, dilation: int = 1, size: int = EXPLORER_IMAGE_SIZE) -> None:
         kernel = kernel_preset(preset)
         self.size = size
-        self._syncing = False
         narrow = w.Layout(width="70px")
         cells = {name: w.FloatText(value=float(kernel.reshape(-1)[i]), step=0.5, layout=narrow)
                  for i, name in enumerate(CELL_NAMES)}
@@ -258,32 +257,28 @@ class ConvExplorer(PlotExplorer):
             "dilation": w.IntSlider(value=dilation, min=1, max=20, description="dilation", **slider),
         }
         super().__init__(controls, self._draw, busy="convolving...")
-        grid = w.GridBox([cells[name] for name in CELL_NAMES],
+
+    def build_layout(self) -> w.Widget:
+        """The sliders on the left, the nine kernel cells as a 3x3 grid on the right."""
+        c = self.controls
+        grid = w.GridBox([c[name] for name in CELL_NAMES],
                          layout=w.Layout(grid_template_columns="repeat(3, 75px)", grid_gap="2px"))
-        left = w.VBox([controls["image"], controls["preset"], controls["padding"], controls["stride"],
-                       controls["dilation"]])
-        self.widget = w.VBox([w.HBox([left, w.VBox([w.HTML("3x3 kernel values"), grid])]),
-                              self.status, self.image])
+        left = w.VBox([c["image"], c["preset"], c["padding"], c["stride"], c["dilation"]])
+        return w.VBox([w.HBox([left, w.VBox([w.HTML("3x3 kernel values"), grid])]), self.status, self.image])
 
     def kernel(self) -> torch.Tensor:
         """The 3x3 kernel currently in the cells."""
         values = [self.controls[name].value for name in CELL_NAMES]
         return torch.tensor(values, dtype=torch.float32).reshape(3, 3)
 
-    def _on_change(self, change) -> None:
-        if self._syncing:
-            return
-        self._syncing = True
-        try:
-            if change.owner is self.controls["preset"] and change.new != "custom":
-                values = kernel_preset(change.new).reshape(-1).tolist()
-                for name, value in zip(CELL_NAMES, values, strict=True):
-                    self.controls[name].value = value
-            elif change.owner in [self.controls[name] for name in CELL_NAMES]:
-                self.controls["preset"].value = "custom"
-        finally:
-            self._syncing = False
-        self.refresh()
+    def on_change(self, name: str, change) -> None:
+        """A preset fills the cells; a cell typed by hand switches the preset to ``'custom'``."""
+        if name == "preset" and change.new != "custom":
+            values = kernel_preset(change.new).reshape(-1).tolist()
+            for cell, value in zip(CELL_NAMES, values, strict=True):
+                self.controls[cell].value = value
+        elif name in CELL_NAMES:
+            self.controls["preset"].value = "custom"
 
     def _draw(self, image, preset, padding, stride, dilation, **cells):
         kernel = torch.tensor([cells[name] for name in CELL_NAMES], dtype=torch.float32).reshape(3, 3)
@@ -367,13 +362,13 @@ def train_classifier(
     num_epochs: int,
     lr: float,
     batch_size: int = 128,
-    optimizer: str = "sgd",
+    optimizer: str = "nesterov",
     weight_decay: float = 0.0,
     schedule: str = "cosine",
     warmup_epochs: int = 1,
     label_smoothing: float = 0.0,
     channels_last: bool = True,
-    keep_best: str | None = "val_acc",
+    keep_best: tuple[str, str] | None = ("val_acc", "max"),
     device: torch.device | str | None = None,
     seed: int = 0,
     **fit_kwargs,
@@ -381,26 +376,20 @@ def train_classifier(
     """Train an image classifier with cross-entropy and return its :class:`~helpers.training.History`.
 
     ``train_data`` / ``val_data`` are ``(X, y)`` tensors (images ``(N, C, H, W)``, labels ``(N,)``).
-    ``optimizer`` is ``'sgd'`` (Nesterov momentum 0.9) or ``'adam'`` (AdamW); ``schedule`` is
+    ``optimizer`` is a name of :func:`helpers.training.make_optimizer`: ``'nesterov'`` (the
+    default, SGD with Nesterov momentum 0.9) or ``'adamw'`` are the usual choices; ``schedule`` is
     ``'cosine'`` (:func:`warmup_cosine`, stepped per epoch) or ``'constant'``. With
     ``channels_last`` the network's 4-D weights use the NHWC memory format, which oneDNN runs
-    considerably faster on CPUs. ``keep_best='val_acc'`` restores the weights of the epoch with the
-    best validation accuracy. Other keyword arguments go to :func:`helpers.training.fit`.
+    considerably faster on CPUs. ``keep_best=('val_acc', 'max')`` restores the weights of the epoch
+    with the best validation accuracy. Other keyword arguments go to :func:`helpers.training.fit`.
     """
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}.")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"The learning rate must be a positive number, got {lr!r}.")
     if device is not None:
         net.to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(optimizer, net.parameters(), lr, momentum=0.9, weight_decay=weight_decay)
     scheduler = None
     if schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(num_epochs, warmup_epochs))

@@ -1,5 +1,6 @@
-"""helpers.attention: masked softmax, scoring functions, multi-head attention, positional encoding,
-mask presets, the attention-mask editor and the Bahdanau translator, against PyTorch and d2l."""
+"""helpers.attention: masked softmax, attention weights under a boolean mask, scoring functions,
+multi-head attention and positional encoding, against PyTorch and d2l; and that the module (and
+helpers.transformer, helpers.seq2seq) imports no UI code."""
 
 import math
 
@@ -9,7 +10,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers import attention as A
-from helpers import seq2seq
 
 TOKENS = "the cat sat on the mat because it was very tired .".split()  # 12 tokens
 
@@ -71,13 +71,13 @@ def test_masked_softmax_matches_d2l():
 
 
 # --------------------------------------------------------------------------------------------
-# attention_weights and the mask presets
+# attention_weights under a boolean mask
 # --------------------------------------------------------------------------------------------
 
 
 def test_attention_weights_softmax_over_allowed_keys_and_input_checks():
     scores = random_scores(4, 4)
-    mask = A.mask_from_preset("causal", 4)
+    mask = torch.ones(4, 4, dtype=torch.bool).tril()  # causal
     weights = A.attention_weights(scores, mask)
     for i in range(4):
         assert torch.allclose(weights[i, : i + 1], F.softmax(scores[i, : i + 1], dim=0))
@@ -92,132 +92,12 @@ def test_attention_weights_softmax_over_allowed_keys_and_input_checks():
 
 
 def test_a_fully_masked_row_is_uniform_and_is_found():
-    mask = A.mask_from_preset("causal", 5)
+    mask = torch.ones(5, 5, dtype=torch.bool).tril()  # causal
     mask[2] = False
     weights = A.attention_weights(random_scores(5, 5), mask)
     assert torch.allclose(weights[2], torch.full((5,), 0.2)) and not weights.isnan().any()
     assert A.fully_masked_rows(mask).tolist() == [2]
-    assert A.fully_masked_rows(A.mask_from_preset("none", 5, valid_len=0)).tolist() == [0, 1, 2, 3, 4]
-
-
-def test_mask_presets_on_a_small_example():
-    n = 6
-    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
-    expected = {
-        "none": torch.ones(n, n, dtype=torch.bool),
-        "padding": (j < 4).expand(n, n),
-        "causal": j <= i,
-        "local": (i - j).abs() <= 1,
-        "strided": (i - j).abs() % 2 == 0,
-        "global": (i < 1) | (j < 1) | (i == j),
-    }
-    for preset, mask in expected.items():
-        valid_len = 4 if preset == "padding" else None
-        assert torch.equal(A.mask_from_preset(preset, n, k=1, stride=2, valid_len=valid_len), mask), preset
-    assert set(A.PRESETS) == set(expected) | {"bigbird"} == set(A.PRESET_LABELS)
-    assert torch.equal(A.mask_from_preset("causal", n, valid_len=3), (j <= i) & (j < 3))
-    assert A.attended_pairs(A.mask_from_preset("local", 10, k=2)) == 10 * 5 - 2 * 3  # edges lose 6 pairs
-
-
-def test_bigbird_preset_contains_local_and_global_and_is_seeded():
-    n = 12
-    mask = A.mask_from_preset("bigbird", n, k=1, num_global=2, num_random=2, seed=3)
-    assert torch.equal(mask | A.mask_from_preset("local", n, k=1), mask)
-    assert torch.equal(mask | A.mask_from_preset("global", n, num_global=2), mask)
-    assert torch.equal(mask, A.mask_from_preset("bigbird", n, k=1, num_global=2, num_random=2, seed=3))
-    assert not torch.equal(mask, A.mask_from_preset("bigbird", n, k=1, num_global=2, num_random=2, seed=4))
-    no_random = A.mask_from_preset("bigbird", n, k=1, num_global=2, num_random=0)
-    local_or_global = A.mask_from_preset("local", n, k=1) | A.mask_from_preset("global", n, num_global=2)
-    assert torch.equal(no_random, local_or_global)
-    assert A.attended_pairs(mask) < n * n
-
-
-def test_mask_presets_explain_bad_settings():
-    with pytest.raises(ValueError, match="choose one of"):
-        A.mask_from_preset("diagonal", 5)
-    with pytest.raises(ValueError, match="stride must be an integer >= 1"):
-        A.mask_from_preset("strided", 5, stride=0)
-    with pytest.raises(ValueError, match="valid_len must be an integer from 0 to 5"):
-        A.mask_from_preset("none", 5, valid_len=6)
-    with pytest.raises(ValueError, match="k must be"):
-        A.mask_from_preset("local", 5, k=-1)
-
-
-# --------------------------------------------------------------------------------------------
-# The attention-mask editor
-# --------------------------------------------------------------------------------------------
-
-
-def test_draw_attention_mask_counts_pairs_and_warns_about_empty_rows():
-    import matplotlib.pyplot as plt
-
-    mask = A.mask_from_preset("causal", 12)
-    fig, message = A.draw_attention_mask(TOKENS, random_scores(12, 12), mask)
-    assert "78</b> of 12&sup2; = 144" in message and "&#9888;" not in message
-    plt.close(fig)
-    mask[3] = False
-    fig, message = A.draw_attention_mask(TOKENS, random_scores(12, 12), mask)
-    assert "&#9888;" in message and "1 of 12 queries have every key masked (rows 3 &#x27;on&#x27;)" in message
-    assert "uniform" in message and "1/12" in message
-    plt.close(fig)
-    with pytest.raises(ValueError, match=r"\(12, 12\) for 12 tokens"):
-        A.draw_attention_mask(TOKENS, random_scores(11, 11), mask)
-
-
-def test_editor_is_a_plot_explorer_driven_by_its_controls():
-    from helpers.widgets import PlotExplorer
-
-    editor = A.AttentionMaskExplorer(TOKENS, random_scores(12, 12), preset="causal")
-    assert isinstance(editor, PlotExplorer)
-    assert set(editor.controls) == {"preset", "k", "stride", "valid_len", "num_global", "num_random"}
-    assert editor.controls["preset"].description == "preset"
-    assert editor.image.value[:4] == b"\x89PNG" and "78 of 12² = 144" in editor.message
-    assert editor.cells[3][7].tooltip == "query 3, key 7"
-    assert torch.equal(editor.mask, A.mask_from_preset("causal", 12))
-    expected_pairs = {"none": 144, "padding": 144, "causal": 78, "local": 12 * 5 - 6,
-                      "strided": int(A.mask_from_preset("strided", 12, stride=3).sum()),
-                      "global": 12 + 11 + 11, "bigbird": int(A.mask_from_preset(
-                          "bigbird", 12, k=2, num_global=1, num_random=1).sum())}
-    for preset, pairs in expected_pairs.items():
-        editor.controls["preset"].value = preset
-        assert f"{pairs} of 12² = 144" in editor.message, preset
-        assert editor.seconds < 1.0
-    editor.controls["preset"].value = "local"
-    editor.controls["k"].value = 0
-    assert "12 of 12² = 144" in editor.message
-
-
-def test_editor_warns_when_every_key_of_a_row_is_masked():
-    editor = A.AttentionMaskExplorer(TOKENS, random_scores(12, 12), preset="padding")
-    picture = editor.image.value
-    editor.controls["valid_len"].value = 0  # every key is padding
-    assert "⚠" in editor.message and "12 of 12 queries have every key masked" in editor.message
-    assert editor.image.value != picture  # the weights it shows are the uniform ones, drawn
-    weights = A.attention_weights(editor.scores, editor.mask)
-    assert not weights.isnan().any() and torch.allclose(weights, torch.full((12, 12), 1 / 12))
-    editor.controls["valid_len"].value = 5
-    assert "⚠" not in editor.message and "60 of 12² = 144" in editor.message
-
-
-def test_editor_grid_toggles_single_cells_and_presets_rewrite_it():
-    editor = A.AttentionMaskExplorer(TOKENS, preset="causal")
-    editor.cells[0][0].value = False  # click: the first query now has no key at all
-    assert not editor.mask[0, 0] and "⚠" in editor.message and "rows 0 'the'" in editor.message
-    assert "1 cell edited by hand" in editor.message and "77 of 12²" in editor.message
-    editor.toggle(0, 5)
-    assert editor.mask[0, 5] and "⚠" not in editor.message and "2 cells edited" in editor.message
-    editor.reset_cells()
-    assert torch.equal(editor.mask, A.mask_from_preset("causal", 12)) and "edited" not in editor.message
-    editor.toggle(2, 9)
-    editor.controls["preset"].value = "none"  # a preset rewrites the whole grid
-    assert editor.mask.all() and "edited" not in editor.message
-
-
-def test_editor_explains_bad_sentences_and_scores():
-    with pytest.raises(ValueError, match="2 to 24 tokens"):
-        A.AttentionMaskExplorer(["one"])
-    with pytest.raises(ValueError, match=r"scores must be \(3, 3\)"):
-        A.AttentionMaskExplorer(["a", "b", "c"], torch.zeros(2, 2))
+    assert A.fully_masked_rows(torch.zeros(5, 5, dtype=torch.bool)).tolist() == [0, 1, 2, 3, 4]
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,26 +166,18 @@ def test_positional_encoding_formula_and_relative_positions():
 
 
 # --------------------------------------------------------------------------------------------
-# The Bahdanau translator
+# Model code imports no UI code
 # --------------------------------------------------------------------------------------------
 
 
-def test_bahdanau_decoder_step_by_step_equals_teacher_forcing_and_beam_search_runs():
-    torch.manual_seed(0)
-    model = A.make_bahdanau_seq2seq(11, 13, embed_size=8, num_hiddens=16, num_layers=2, dropout=0.0).eval()
-    src, valid_len = torch.randint(0, 11, (3, 6)), torch.tensor([6, 2, 4])
-    Y = torch.randint(0, 13, (3, 5))
-    with torch.no_grad():
-        full = model(src, Y, valid_len)
-        weights = model.decoder.attention_weights
-        state = model.decoder.init_state(model.encoder(src, valid_len), valid_len)
-        steps = []
-        for t in range(5):
-            logits, state = model.decoder(Y[:, t : t + 1], state)
-            steps.append(logits)
-    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
-    assert weights.shape == (3, 5, 6) and torch.allclose(weights.sum(-1), torch.ones(3, 5))
-    assert weights[1, :, 2:].eq(0).all()  # padding of the second source gets no attention
-    greedy = seq2seq.greedy_search(model, src, valid_len, 1, 2, 4)
-    assert seq2seq.beam_search(model, src, valid_len, 1, 2, 4, beam_size=1) == greedy
-    assert len(seq2seq.beam_search(model, src, valid_len, 1, 2, 4, beam_size=3)) == 3
+@pytest.mark.parametrize("module", ["helpers.attention", "helpers.transformer", "helpers.seq2seq"])
+def test_model_modules_import_no_widgets_or_pyplot(module):
+    """In a fresh interpreter, importing a model module must not pull in ipywidgets or pyplot."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {module}; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ipywidgets' "
+            "or m == 'matplotlib.pyplot'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"

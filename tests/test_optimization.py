@@ -113,7 +113,7 @@ def test_bad_settings_raise_a_message_that_says_what_to_change():
         with pytest.raises(ValueError, match=message):
             opt.playground(**kwargs)
     with pytest.raises(ValueError, match="Unknown optimizer"):
-        opt.make_optimizer("newton", [torch.zeros(2, requires_grad=True)], 0.1)
+        opt.playground_optimizer("newton", [torch.zeros(2, requires_grad=True)], 0.1)
 
 
 def test_nesterov_without_momentum_is_gradient_descent():
@@ -173,6 +173,22 @@ def test_the_widget_driven_through_its_controls():
     explorer.controls["optimizers"].value = ()
     assert "Select at least one optimizer" in explorer.message
     assert math.isfinite(explorer.seconds)
+
+
+def test_surface_defaults_are_one_redraw_through_hold_updates():
+    explorer = opt.PlaygroundExplorer(steps=20)
+    calls = []
+    draw = explorer.draw
+    explorer.draw = lambda **values: calls.append(values) or draw(**values)
+    explorer.controls["surface"].value = "ill-conditioned quadratic"  # five controls follow: one redraw
+    assert len(calls) == 1 and calls[0]["x0"] == -4.5
+    explorer.controls["x0"].value = 0.0
+    explorer.controls["lr"].value = 0.5
+    explorer.reset_to_surface_defaults()  # called directly: one redraw with the defaults
+    assert len(calls) == 4 and calls[-1]["x0"] == -4.5 and calls[-1]["lr"] == calls[0]["lr"]
+    explorer.reset_to_surface_defaults()  # nothing changes: no redraw
+    assert len(calls) == 4
+    assert "_on_change" not in vars(opt.PlaygroundExplorer) and not hasattr(explorer, "_resetting")
 
 
 def test_the_widget_updates_quickly():

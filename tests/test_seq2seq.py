@@ -182,14 +182,17 @@ def test_corpus_bleu_matches_sacrebleu_and_is_100_for_perfect_output():
         seq2seq.corpus_bleu(hyps, refs[:2])
 
 
-def test_fit_sees_the_loader_length(toy):
+def test_teacher_forcing_split_hook_builds_the_decoder_input(toy):
     _, vocab, _, test = toy
-    nmt_iter = make_loader(test.src, test.src_valid_len, test.tgt, test.tgt_valid_len, batch_size=64)
-    loader = seq2seq.TeacherForcingLoader(nmt_iter, vocab["<bos>"])
-    batches = list(loader)
-    assert len(loader) == len(batches) == 4
-    src, dec_X, src_valid_len, tgt = batches[0]
+    nmt_iter = make_loader(test.src, test.src_valid_len, test.tgt, test.tgt_valid_len, batch_size=64,
+                           shuffle=False)
+    split = seq2seq.teacher_forcing_batch(vocab["<bos>"])
+    batch = split(next(iter(nmt_iter)))
+    src, dec_X, src_valid_len = batch.inputs
+    tgt = batch.target
+    assert batch.size == len(src) == 64 and not batch.kwargs
     assert dec_X[:, 0].eq(vocab["<bos>"]).all() and dec_X[:, 1:].equal(tgt[:, :-1])
+    assert src_valid_len.equal(test.src_valid_len[:64]) and tgt.equal(test.tgt[:64])
     assert isinstance(seq2seq.MaskedCrossEntropy(vocab["<pad>"]), nn.Module)
 
 
@@ -221,3 +224,30 @@ def test_packed_encoder_ignores_padding():
     assert not torch.allclose(encoder(src)[1], state)  # without valid lengths it reads the padding
     with pytest.raises(ValueError, match="at least 1"):
         encoder(src, torch.tensor([0]))
+
+
+# --------------------------------------------------------------------------------------------
+# The Bahdanau translator
+# --------------------------------------------------------------------------------------------
+
+
+def test_bahdanau_decoder_step_by_step_equals_teacher_forcing_and_beam_search_runs():
+    torch.manual_seed(0)
+    model = seq2seq.make_bahdanau_seq2seq(11, 13, embed_size=8, num_hiddens=16, num_layers=2, dropout=0.0)
+    model.eval()
+    src, valid_len = torch.randint(0, 11, (3, 6)), torch.tensor([6, 2, 4])
+    Y = torch.randint(0, 13, (3, 5))
+    with torch.no_grad():
+        full = model(src, Y, valid_len)
+        weights = model.decoder.attention_weights
+        state = model.decoder.init_state(model.encoder(src, valid_len), valid_len)
+        steps = []
+        for t in range(5):
+            logits, state = model.decoder(Y[:, t : t + 1], state)
+            steps.append(logits)
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    assert weights.shape == (3, 5, 6) and torch.allclose(weights.sum(-1), torch.ones(3, 5))
+    assert weights[1, :, 2:].eq(0).all()  # padding of the second source gets no attention
+    greedy = seq2seq.greedy_search(model, src, valid_len, 1, 2, 4)
+    assert seq2seq.beam_search(model, src, valid_len, 1, 2, 4, beam_size=1) == greedy
+    assert len(seq2seq.beam_search(model, src, valid_len, 1, 2, 4, beam_size=3)) == 3

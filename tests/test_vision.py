@@ -110,6 +110,30 @@ def test_conv_explorer_presets_cells_and_extreme_settings():
     assert "output 14x14" in small.message
 
 
+def test_conv_explorer_syncs_preset_and_cells_with_one_redraw_each():
+    explorer = vision.ConvExplorer(image="coins", size=32)
+    calls = []
+    draw = explorer.draw
+    explorer.draw = lambda **values: calls.append(values) or draw(**values)
+    explorer.controls["preset"].value = "sharpen"  # fills the nine cells: still one redraw
+    assert len(calls) == 1 and calls[0]["preset"] == "sharpen"
+    sharpen = vision.kernel_preset("sharpen").reshape(-1).tolist()
+    assert [calls[0][name] for name in vision.CELL_NAMES] == sharpen
+    explorer.controls["k00"].value = 2.0  # switches the preset to "custom": one redraw
+    assert len(calls) == 2 and calls[1]["preset"] == "custom" and calls[1]["k00"] == 2.0
+    with explorer.hold_updates():  # typing a whole kernel: one redraw at the end
+        for name in vision.CELL_NAMES:
+            explorer.controls[name].value = 1.0
+    assert len(calls) == 3 and explorer.message.startswith("custom")
+    assert torch.equal(explorer.kernel(), torch.ones(3, 3))
+    # built on PlotExplorer's public extension points: its own layout, no private overrides
+    assert "_on_change" not in vars(vision.ConvExplorer) and not hasattr(explorer, "_syncing")
+    top, status, image = explorer.widget.children
+    assert status is explorer.status and image is explorer.image
+    grid = top.children[1].children[1]
+    assert list(grid.children) == [explorer.controls[name] for name in vision.CELL_NAMES]
+
+
 def test_conv_explorer_callback_is_fast():
     explorer = vision.ConvExplorer()
     seconds = []
@@ -173,11 +197,11 @@ def test_train_classifier_learns_uses_channels_last_and_keeps_the_best_epoch():
 def test_train_classifier_adam_constant_and_bad_arguments():
     train, val = _toy_images(64, 2), _toy_images(32, 3)
     net = nn.Sequential(nn.Flatten(), nn.Linear(144, 2))
-    history = vision.train_classifier(net, train, val, 2, 1e-2, batch_size=16, optimizer="adam",
+    history = vision.train_classifier(net, train, val, 2, 1e-2, batch_size=16, optimizer="adamw",
                                       schedule="constant", channels_last=False, keep_best=None,
                                       verbose=False, live=False, progress=False)
     assert history.best_epoch is None and len(history["val_acc"]) == 2
-    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam'"):
+    with pytest.raises(ValueError, match="Unknown optimizer 'lbfgs'; choose one of sgd, momentum"):
         vision.train_classifier(net, train, val, 1, 0.1, optimizer="lbfgs")
     with pytest.raises(ValueError, match="schedule must be"):
         vision.train_classifier(net, train, val, 1, 0.1, schedule="step")
