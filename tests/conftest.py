@@ -11,8 +11,9 @@ started on 127.0.0.1) may connect to loopback addresses; everything else stays b
 
 ``one_cpu_thread`` (autouse, whole session): the tests run torch on one CPU thread, so the numbers
 they assert (losses after a few training steps, accuracies) do not depend on how many cores the
-machine has, and the small models of the tests gain nothing from more. The notebooks, which
-nbval runs in their own kernels, use every core.
+machine has or on how busy it is, and the small models of the tests gain nothing from more. The
+notebooks, which nbval runs in their own kernels, take the number ``helpers.setup()`` chooses
+(every core that no other process keeps busy; ``COURSE_THREADS`` overrides it).
 """
 
 from __future__ import annotations
@@ -73,3 +74,11 @@ def no_network(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
     monkeypatch.setattr(socket, "create_connection", refuse("socket.create_connection"))
     monkeypatch.setattr(socket, "getaddrinfo", refuse("socket.getaddrinfo"))
     return attempts
+
+
+@pytest.fixture(autouse=True)
+def strict_widgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn on the explorers' strict mode for the test (see the module docstring); restore it after."""
+    from helpers import widgets
+
+    monkeypatch.setattr(widgets, "STRICT", True)
