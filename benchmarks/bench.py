@@ -7,19 +7,24 @@
    Runs alternate (ours, bare, d2l, ours, ...) and the report gives medians.
 2. Data loading: one pass over the training set with our loader, and with d2l's (its default of 4
    workers, and 0 workers); and the first load of the files (checksum, decompression, decoding).
-3. The course's time budget: every notebook executed in fast and in full mode (a fresh kernel each).
+3. The course's time budget: every notebook executed in fast and in full mode (a fresh kernel each),
+   and in fast mode again while another process keeps one CPU core busy (a spinning loop, as
+   ``yes > /dev/null``): a learner's laptop always has something else running.
 4. Widget latency: after a notebook's full-mode run, each control of each widget is moved one step
    and the widget's callback time is read (``explorer.seconds``).
+5. Threads: training steps with 1 thread, 2 threads and 2 threads with OpenMP's passive waiting, on
+   an idle machine and with one core kept busy (``benchmarks/threads.py``): the measurements behind
+   the thread count that ``helpers.setup()`` chooses.
 
 d2l 1.0.3 comes from ``make env`` (installed with ``--no-deps`` next to the course; see the Makefile).
 Nothing here downloads: d2l's loader finds the shipped Fashion-MNIST files, whose md5 values are the
 official ones, so torchvision uses them as "already downloaded". Usage::
 
     .venv/bin/python benchmarks/bench.py [--repeats 3] [--skip-notebooks | --only-notebooks]
-                                         [--notebooks 01_linear_regression 05_rnn]
+                                         [--notebooks 01_linear_regression 05_rnn] [--no-busy]
 
 The raw numbers are kept in ``benchmarks/results.json`` and every run replaces only what it measured
-(sections 1-2, or the notebooks it timed), each with its date; the report is written from the whole
+(sections 1-2 and 5, or the notebooks it timed), each with its date; the report is written from the whole
 file. So after changing one chapter, ``make bench BENCH_ARGS="--only-notebooks --notebooks 05_rnn"``
 refreshes its row in minutes instead of re-running the hour-long whole; on a shared machine each
 part can wait for a quiet moment.
@@ -36,6 +41,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +59,7 @@ from torch import nn  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import datasets  # noqa: E402
+from helpers import datasets, sources  # noqa: E402
 from helpers.training import accuracy, fit  # noqa: E402
 
 BATCH_SIZE, LR, NUM_TRAIN = 256, 0.9, 60_000
@@ -120,7 +126,7 @@ def d2l_data_folder():
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "data" / "FashionMNIST" / "raw"
         raw.mkdir(parents=True)
-        for path in (datasets.REPO_DATA_DIR / "fashion-mnist").glob("*.gz"):
+        for path in (sources.REPO_DATA_DIR / "fashion-mnist").glob("*.gz"):
             shutil.copy(path, raw / path.name)
         work = Path(tmp) / "work"
         work.mkdir()
@@ -214,7 +220,7 @@ def data_loading(repeats: int) -> dict[str, list[float]]:
              "d2l: one pass, 4 workers (its default)": [], "d2l: one pass, 0 workers": []}
     for _ in range(repeats):
         datasets._fashion_mnist_cached.cache_clear()
-        datasets._verified.clear()
+        sources._verified.clear()
         start = time.perf_counter()
         train_iter, _ = datasets.load_fashion_mnist(BATCH_SIZE, fast=False)
         times["ours: first load (sha256, gunzip, decode)"].append(time.perf_counter() - start)
@@ -310,10 +316,26 @@ def run_notebook(path: Path, fast: bool, probe_widgets: bool) -> tuple[float, li
     return seconds, latencies
 
 
-def notebook_budget(names: list[str] | None, save=None) -> dict[str, dict]:
-    """Time each notebook (fast, then full with the widget probe); rows keyed by file name.
+SPINNER = "import time\nend = time.time() + 7200\nwhile time.time() < end:\n    pass\n"
 
-    ``save(rows)`` is called after each notebook, so an interrupted run keeps what it measured."""
+
+@contextlib.contextmanager
+def one_core_busy():
+    """Keep one CPU core busy in another process (a spinning loop) while the block runs."""
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def notebook_budget(names: list[str] | None, save=None, busy: bool = True) -> dict[str, dict]:
+    """Time each notebook (fast; fast with one core busy; full with the widget probe).
+
+    Rows are keyed by file name. ``save(rows)`` is called after each notebook, so an interrupted
+    run keeps what it measured."""
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
     if names:
         unknown = set(names) - {p.stem for p in paths}
@@ -324,13 +346,26 @@ def notebook_budget(names: list[str] | None, save=None) -> dict[str, dict]:
     rows = {}
     for path in paths:
         fast_s, _ = run_notebook(path, fast=True, probe_widgets=False)
+        busy_s = None
+        if busy:
+            with one_core_busy():
+                busy_s, _ = run_notebook(path, fast=True, probe_widgets=False)
         full_s, latencies = run_notebook(path, fast=False, probe_widgets=True)
-        print(f"  {path.name}: fast {fast_s:.0f} s, full {full_s:.0f} s, {len(latencies)} widget controls",
-              flush=True)
-        rows[path.name] = {"fast": fast_s, "full": full_s, "widgets": latencies, "measured": _today()}
+        busy_note = f", fast with a busy core {busy_s:.0f} s" if busy_s is not None else ""
+        print(f"  {path.name}: fast {fast_s:.0f} s{busy_note}, full {full_s:.0f} s, "
+              f"{len(latencies)} widget controls", flush=True)
+        rows[path.name] = {"fast": fast_s, "fast_busy": busy_s, "full": full_s, "widgets": latencies,
+                           "measured": _today()}
         if save:
             save(rows)
     return rows
+
+
+def thread_measurements(rounds: int) -> dict:
+    """Section 5: ``benchmarks/threads.py`` in a subprocess (it starts one process per configuration)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "threads.py"), "--rounds", str(rounds)],
+                         capture_output=True, text=True, check=True)
+    return {**json.loads(out.stdout), "measured": _today()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,17 +420,32 @@ def report(results: dict) -> str:
     existing = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))]
     rows = {name: row for name, row in results.get("notebooks", {}).items() if name in existing}
     lines += ["", "## 3. The course's time budget", "",
-              "Each notebook in a fresh kernel (cells only, kernel start excluded), one at a time.", "",
-              "| notebook | fast mode (s) | full mode (s) | measured |", "| --- | ---: | ---: | --- |"]
+              "Each notebook in a fresh kernel (cells only, kernel start excluded), one at a time; "
+              "\"one core busy\" runs fast mode again while another process keeps one CPU core busy "
+              "(a spinning loop), with the threads `helpers.setup()` chooses.", "",
+              "| notebook | fast mode (s) | fast, one core busy (s) | busy / idle | full mode (s) "
+              "| measured |",
+              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for name in existing:
         row = rows.get(name)
-        lines.append(f"| {name} | {row['fast']:.0f} | {row['full']:.0f} | {row['measured']} |" if row
-                     else f"| {name} | not measured | not measured | |")
-    lines.append(f"| **total** | **{sum(r['fast'] for r in rows.values()):.0f}** | "
+        if row is None:
+            lines.append(f"| {name} | not measured | | | not measured | |")
+            continue
+        busy = row.get("fast_busy")
+        busy_cells = f"{busy:.0f} | {busy / row['fast']:.2f}" if busy else "not measured |"
+        lines.append(f"| {name} | {row['fast']:.0f} | {busy_cells} | {row['full']:.0f} | {row['measured']} |")
+    busy_rows = [r for r in rows.values() if r.get("fast_busy")]
+    busy_total = f"**{sum(r['fast_busy'] for r in busy_rows):.0f}**" if busy_rows else ""
+    lines.append(f"| **total** | **{sum(r['fast'] for r in rows.values()):.0f}** | {busy_total} | | "
                  f"**{sum(r['full'] for r in rows.values()):.0f}** | |")
     if rows:
         slowest = max(rows, key=lambda name: rows[name]["fast"])
         lines += ["", f"Slowest in fast mode: {slowest} ({rows[slowest]['fast']:.0f} s)."]
+    if busy_rows:
+        worst = max((n for n in rows if rows[n].get("fast_busy")),
+                    key=lambda n: rows[n]["fast_busy"] / rows[n]["fast"])
+        ratio = rows[worst]["fast_busy"] / rows[worst]["fast"]
+        lines += [f"Largest slow-down with one core busy: {worst} ({ratio:.2f}x; the goal is at most 2x)."]
     lines += ["", "## 4. Widget latency", "",
               "After each notebook's full-mode run, every control of every widget moved one step "
               "(next option, one slider step); the time of the widget's callback.", "",
@@ -403,6 +453,24 @@ def report(results: dict) -> str:
     for name in existing:
         for widget in rows.get(name, {}).get("widgets", []):
             lines.append(f"| {name} | {widget['widget']} | {widget['control']} | {widget['seconds']:.3f} |")
+    lines += ["", "## 5. Threads: training steps on an idle machine and with one core busy", ""]
+    if "threads" in results:
+        part = results["threads"]
+        models = list(part["idle"]["1 thread"])
+        lines += [f"`benchmarks/threads.py`: each configuration in a fresh process, medians of "
+                  f"{part['rounds']} alternating rounds, milliseconds per training step, measured "
+                  f"{part['measured']}. \"One core busy\": another process spins on one core.", "",
+                  "| machine | threads | " + " | ".join(models) + " |",
+                  "| --- | --- | " + " | ".join("---:" for _ in models) + " |"]
+        for load in ("idle", "one core busy"):
+            for config, times in part[load].items():
+                lines.append(f"| {load} | {config} | " + " | ".join(f"{times[m]:.2f}" for m in models) + " |")
+        lines += ["", "Two threads win on an idle machine; with one core busy, two spinning threads "
+                  "lose to one thread, and passive waiting fixes that but costs the idle machine. "
+                  "Hence `helpers.setup()` counts the cores other processes keep busy and uses the rest "
+                  "(`helpers/config.py`)."]
+    else:
+        lines += ["Not measured yet: `make bench BENCH_ARGS=--skip-notebooks`."]
     return "\n".join(lines) + "\n"
 
 
@@ -413,6 +481,8 @@ def main() -> None:
     which.add_argument("--skip-notebooks", action="store_true", help="only sections 1 and 2")
     which.add_argument("--only-notebooks", action="store_true", help="only sections 3 and 4")
     parser.add_argument("--notebooks", nargs="*", help="notebook stems to time (default: all)")
+    parser.add_argument("--no-busy", action="store_true",
+                        help="skip the fast-mode runs with one core kept busy (section 3)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
@@ -423,6 +493,8 @@ def main() -> None:
         print("2. data loading", flush=True)
         results["loading"] = data_loading(args.repeats)
         results["throughput"] = {"seconds": seconds, "repeats": args.repeats, "measured": _today()}
+        print("5. threads", flush=True)
+        results["threads"] = thread_measurements(args.repeats)
     def save(rows=None):
         if rows:
             results.setdefault("notebooks", {}).update(rows)
@@ -433,7 +505,7 @@ def main() -> None:
 
     if not args.skip_notebooks:
         print("3-4. notebooks and widgets", flush=True)
-        notebook_budget(args.notebooks, save=save)
+        notebook_budget(args.notebooks, save=save, busy=not args.no_busy)
     print(save())
 
 

@@ -1,24 +1,30 @@
 """Shared helpers for the course notebooks.
 
-Modules, one concern each:
+Modules, one concern each (the model modules attention, transformer and seq2seq import no widget or
+pyplot code, which a test checks):
 
-- ``helpers.config``: ``setup()`` (seed, device, fast mode), ``by_mode(full=..., fast=...)``
-- ``helpers.data``: synthetic regression data and ``make_loader`` for in-memory tensors
-- ``helpers.training``: ``fit`` (progress bar, live plot, divergence check), ``evaluate``, ``accuracy``
+- ``helpers.config``: ``setup()`` (seed, device, CPU threads, fast mode), ``by_mode(full=..., fast=...)``
+- ``helpers.training``: ``TrainingRun`` (the bookkeeping of any training loop), the batch contract
+  (``Batch``, ``split_batch``, ``to_device``), ``fit``, ``evaluate``, ``make_optimizer``,
+  ``train_with``, ``model_device``
+- ``helpers.data``: synthetic regression data, ``make_loader`` and ``map_batches``
+- ``helpers.sources``: the files in ``data/``: where they are, their checksums, where they come from
+- ``helpers.datasets``: the loaders of the shipped data sets (``read_*``, ``*_tensors``, ``load_*``)
+- ``helpers.text``: tokenization, ``Vocab``, language-model samplers, translation and BERT inputs
 - ``helpers.plotting``: course style and plot helpers (curves, scatter + line, image grids, heatmaps)
-- ``helpers.widgets``: ``PlotExplorer``, ``HyperparameterExplorer`` and ``train_with``
+- ``helpers.widgets``: ``PlotExplorer`` and ``HyperparameterExplorer``
 - ``helpers.regression``: regression metrics and the sum-of-sigmoids model of chapter 1
-- ``helpers.datasets``: checksum-guarded loaders of the shipped data (and the synthetic detection set)
-- ``helpers.sources``: where each data file comes from; the opt-in verified download of the bundles
-- ``helpers.text``: tokenization, ``Vocab``, language-model samplers, translation and BERT examples
 - ``helpers.classification``: train/validation split, confusion matrix, precision/recall/F1
 - ``helpers.vision``: convolution arithmetic, the convolution explorer, CNN training (chapter 4)
 - ``helpers.sequence``: the RNN language model, perplexity, training and generation (chapter 5)
-- ``helpers.seq2seq``: encoder-decoder translation, masked loss, greedy/beam search, BLEU (5b)
-- ``helpers.attention``: masked softmax, scoring functions, multi-head attention, positional
-  encoding, attention masks and the attention-mask editor, the Bahdanau translator (chapter 6)
+- ``helpers.seq2seq``: encoder-decoder translation (GRU and Bahdanau), masked loss, greedy/beam
+  search, BLEU (chapters 5b and 6)
+- ``helpers.attention``: attention layers: masked softmax, scoring functions, multi-head attention,
+  positional encoding (chapter 6)
+- ``helpers.attention_masks``: attention-mask presets and the attention-mask editor (chapters 6, 7)
 - ``helpers.transformer``: the Transformer encoder-decoder for translation (chapter 7)
 - ``helpers.optimization``: 2-D test surfaces and the optimizer playground (chapter 8)
+- ``helpers.detection``: the synthetic detection set and box drawing (chapter 9)
 """
 
 from helpers.config import by_mode, is_fast, setup

@@ -1,8 +1,21 @@
-"""Course-wide set-up: the fast-mode switch, seeding and the device, in one place.
+"""Course-wide set-up: the fast-mode switch, seeding, the device and the CPU threads, in one place.
 
 Every notebook starts with ``helpers.setup()``. It seeds Python, NumPy and torch, picks the
-fastest available device (cuda, then mps, then cpu), reads the fast-mode switch and prints one
-line such as ``device cpu | mode full | seed 0 | torch 2.14.1``.
+fastest available device (cuda, then mps, then cpu), chooses how many CPU threads torch uses,
+reads the fast-mode switch and prints one line such as
+``device cpu | threads 2 | mode full | seed 0 | torch 2.14.1``.
+
+Threads (:func:`choose_threads`): torch runs an operation on several cores with OpenMP, whose
+threads meet at a barrier after every operation and spin while they wait. When another process
+keeps a core busy (a browser, a second notebook), one of our threads is descheduled and every
+operation waits for it, while its partner burns the other core spinning: on a 2-core machine with
+one core kept busy, a GRU training step took 4.7x as long with two threads as on an idle machine,
+and a small MLP step 3.8x (``benchmarks/threads.py``). One thread suffers nothing from the busy
+core; OpenMP's passive waiting (``OMP_WAIT_POLICY=PASSIVE``) would cure the spinning too, but costs
+the idle machine more than it saves (a GRU step 45 ms instead of 21 ms), and it can only be set
+before torch is imported. So the course counts the cores that other processes keep busy when
+``setup()`` runs and leaves them alone: ``threads = torch's default - busy cores`` (at least 1).
+``COURSE_THREADS=n`` (or ``setup(threads=n)``) overrides the choice, e.g. for repeatable numbers.
 
 Fast mode exists for CI: it shrinks experiments (fewer epochs, a subset of the data, smaller
 models) while every line of code still runs. It is switched on by the environment variable
@@ -13,6 +26,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -20,6 +34,9 @@ import numpy as np
 import torch
 
 FAST_ENV_VAR = "COURSE_FAST"
+THREADS_ENV_VAR = "COURSE_THREADS"
+DEFAULT_THREADS = torch.get_num_threads()
+"""torch's own choice when this module was imported (usually the number of physical cores)."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -61,32 +78,113 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process), or None if unknown."""
+    own = sum(os.times()[:2])
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), own
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0), own
+
+
+def busy_cores(interval: float = 0.25) -> float:
+    """How many CPU cores *other* processes keep busy, averaged over ``interval`` seconds.
+
+    Reads the machine's CPU time (``/proc/stat`` on Linux, ``psutil`` elsewhere if installed) before
+    and after a short sleep and subtracts this process's own CPU time. Returns 0.0 where neither
+    is available.
+    """
+    before = _cpu_seconds()
+    if before is None:
+        return 0.0
+    start = time.perf_counter()
+    time.sleep(interval)
+    after = _cpu_seconds()
+    elapsed = time.perf_counter() - start
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others / elapsed)
+
+
+def _threads_from_env() -> int | None:
+    raw = os.environ.get(THREADS_ENV_VAR, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{THREADS_ENV_VAR}={raw!r} is not understood; set it to a number of threads "
+                         "such as 1 or 2, or unset it to let helpers.setup() choose.")
+    return int(raw)
+
+
+def choose_threads(threads: int | None = None) -> tuple[int, str]:
+    """How many CPU threads torch should use, and why (for the set-up line).
+
+    ``threads`` (an argument) wins, then ``$COURSE_THREADS``; otherwise torch's default
+    (:data:`DEFAULT_THREADS`) minus the cores other processes keep busy right now
+    (:func:`busy_cores`, rounded), at least 1. See the module docstring for the measurements
+    behind this rule.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer (or None to let setup choose), "
+                             f"got {threads!r}.")
+        return threads, "as asked"
+    from_env = _threads_from_env()
+    if from_env is not None:
+        return from_env, f"from {THREADS_ENV_VAR}"
+    if DEFAULT_THREADS <= 1:
+        return 1, "one core"
+    busy = int(busy_cores() + 0.5)
+    if busy == 0:
+        return DEFAULT_THREADS, "all free cores"
+    chosen = max(1, DEFAULT_THREADS - busy)
+    return chosen, f"{busy} of {DEFAULT_THREADS} cores busy with other work"
+
+
 @dataclass(frozen=True)
 class Setup:
-    """What :func:`setup` decided: the seed, the device and whether fast mode is on."""
+    """What :func:`setup` decided: the seed, the device, the CPU threads and whether fast mode is on."""
 
     seed: int
     device: torch.device
     fast: bool
+    threads: int = 1
+    threads_reason: str = ""
 
     @property
     def mode(self) -> str:
         return "fast" if self.fast else "full"
 
     def summary(self) -> str:
-        return f"device {self.device.type} | mode {self.mode} | seed {self.seed} | torch {torch.__version__}"
+        threads = f"threads {self.threads}"
+        if self.threads_reason and "busy" in self.threads_reason:
+            threads += f" ({self.threads_reason})"
+        return (f"device {self.device.type} | {threads} | mode {self.mode} | seed {self.seed} | "
+                f"torch {torch.__version__}")
 
 
-def setup(seed: int = 0, verbose: bool = True) -> Setup:
-    """Seed everything, pick the device, read fast mode, apply the plot style; print one line.
+def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> Setup:
+    """Seed everything, pick the device and the CPU threads, read fast mode, apply the plot style;
+    print one line.
 
-    Call it once in a notebook's first code cell. Returns a :class:`Setup`.
+    Call it once in a notebook's first code cell. ``threads=None`` lets :func:`choose_threads`
+    decide (``$COURSE_THREADS`` overrides). Returns a :class:`Setup`.
     """
     from helpers import plotting  # local import: plotting pulls in matplotlib
 
+    num_threads, reason = choose_threads(threads)
+    torch.set_num_threads(num_threads)
     seed_everything(seed)
     plotting.use_course_style()
-    info = Setup(seed=seed, device=pick_device(), fast=is_fast())
+    info = Setup(seed=seed, device=pick_device(), fast=is_fast(), threads=num_threads, threads_reason=reason)
     if verbose:
         print(info.summary())
     return info

@@ -1,6 +1,7 @@
 """The set-up call: fast-mode switch, seeding, device choice and the one-line summary."""
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -57,11 +58,66 @@ def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert config.pick_device().type == "cuda"
 
 
-def test_setup_prints_one_line_and_returns_the_choices(monkeypatch, capsys):
+@pytest.fixture
+def restore_threads():
+    """setup() sets torch's thread count; put the test session's count back afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_setup_prints_one_line_and_returns_the_choices(monkeypatch, capsys, restore_threads):
     monkeypatch.setenv("COURSE_FAST", "1")
+    monkeypatch.setenv("COURSE_THREADS", "1")
     info = helpers.setup(seed=7)
     line = capsys.readouterr().out.strip()
     assert line.count("\n") == 0
-    assert line.startswith(f"device {info.device.type} | mode fast | seed 7 | torch ")
-    assert info.fast and info.mode == "fast" and info.seed == 7
-    assert torch.initial_seed() == 7
+    assert line.startswith(f"device {info.device.type} | threads 1 | mode fast | seed 7 | torch ")
+    assert info.fast and info.mode == "fast" and info.seed == 7 and info.threads == 1
+    assert torch.initial_seed() == 7 and torch.get_num_threads() == 1
+
+
+def test_choose_threads_leaves_busy_cores_alone(monkeypatch):
+    monkeypatch.delenv("COURSE_THREADS", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_THREADS", 4)
+    for busy, expected in ((0.0, 4), (0.4, 4), (0.6, 3), (1.0, 3), (2.2, 2), (3.9, 1), (7.0, 1)):
+        monkeypatch.setattr(config, "busy_cores", lambda busy=busy: busy)
+        threads, reason = config.choose_threads()
+        assert threads == expected, busy
+        assert ("busy" in reason) == (expected < 4)
+    monkeypatch.setattr(config, "DEFAULT_THREADS", 1)
+    assert config.choose_threads() == (1, "one core")
+
+
+def test_course_threads_and_the_argument_override_the_choice(monkeypatch, capsys, restore_threads):
+    monkeypatch.setattr(config, "busy_cores", lambda: 5.0)
+    monkeypatch.setenv("COURSE_THREADS", "3")
+    assert config.choose_threads() == (3, "from COURSE_THREADS")
+    assert config.choose_threads(2) == (2, "as asked")
+    helpers.setup(threads=2)
+    assert torch.get_num_threads() == 2 and "| threads 2 |" in capsys.readouterr().out
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("COURSE_THREADS", bad)
+        with pytest.raises(ValueError, match="COURSE_THREADS=.*set it to a number of threads"):
+            config.choose_threads()
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        config.choose_threads(0)
+
+
+def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
+    """A child process spinning on one core for the whole measurement counts as about one core."""
+    import subprocess
+    import sys
+
+    if config._cpu_seconds() is None:
+        pytest.skip("this platform reports no CPU times (no /proc/stat, no psutil)")
+    idle_guess = config.busy_cores(0.2)
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\n"
+                                "while time.time() < end: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        busy = config.busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy > idle_guess + 0.5 and busy < idle_guess + 1.6, (idle_guess, busy)
