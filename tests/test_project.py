@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from notebook_code import data_globals, find_calls
+
 tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11+")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +97,24 @@ def test_notebook_is_committed_with_clean_outputs_from_one_run(path):
         assert machine_path not in text, f"{path.name} contains the machine path {machine_path}"
     assert "mode full" in text, "commit notebooks with the outputs of a full-mode run"
     assert path.stat().st_size < 3_000_000, "keep notebooks small (lower figure dpi, fewer images)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_functions_take_their_data_as_arguments(path):
+    # A function that reads notebook data (a tensor, a vocabulary, a trained model, a size chosen
+    # in some cell) cannot be called from a test, and its reader cannot see what it depends on.
+    reads = data_globals(path.name, path.parent)
+    lines = [f"{path.stem}: {r.function} -> {', '.join(r.names)}   (code cell {r.cell})" for r in reads]
+    if reads:
+        pytest.fail("these notebook functions read notebook globals; make each name an argument (or, "
+                    "for a fixed setting, an UPPER_CASE constant defined before the function):\n"
+                    + "\n".join(lines), pytrace=False)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_leave_the_thread_count_to_helpers_setup(path):
+    calls = find_calls(path.name, ["set_num_threads", "set_num_interop_threads"], path.parent)
+    lines = [f"{path.stem}: code cell {c.cell}, line {c.line}: {c.source}" for c in calls]
+    if calls:
+        pytest.fail("helpers.setup() chooses the number of torch threads; remove:\n" + "\n".join(lines),
+                    pytrace=False)
