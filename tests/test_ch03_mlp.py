@@ -31,8 +31,8 @@ def test_perceptron_learns_and_but_not_xor():
 def test_one_hidden_layer_fits_xor_where_a_linear_model_cannot():
     X, y = ch3.corner_data([0, 1, 1, 0], seed=3)
     torch.manual_seed(0)
-    assert ch3.train_classifier(nn.Linear(2, 2), X, y) <= 0.8
-    assert ch3.train_classifier(nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)), X, y) == 1.0
+    assert ch3.fit_full_batch(nn.Linear(2, 2), X, y) <= 0.8
+    assert ch3.fit_full_batch(nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)), X, y) == 1.0
 
 
 # ---- 3.2 activations ---------------------------------------------------------------------------

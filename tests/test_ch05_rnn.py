@@ -1,5 +1,6 @@
 """Chapter 5's from-scratch code, imported from the notebook, against PyTorch and helpers."""
 
+import functools
 import math
 
 import ipywidgets as w
@@ -9,12 +10,12 @@ import torch
 from torch import nn
 
 from helpers import sequence, text
-from helpers.datasets import load_corpus_time_machine
+from helpers.datasets import time_machine_corpus
 from helpers.widgets import PlotExplorer
 from notebook_code import load_notebook
 
 ch5 = load_notebook("05_rnn")
-CORPUS, VOCAB = load_corpus_time_machine()
+CORPUS, VOCAB = time_machine_corpus()
 V = len(VOCAB)
 
 
@@ -149,16 +150,12 @@ def test_generation_widget_logic_and_controls():
     assert "T = 2" in explorer.message and explorer.seconds < 3.0
 
 
-def test_clipping_widget_shows_divergence_and_recovery(monkeypatch):
-    # the notebook's clipping_run reads the global corpus and vocab; give it small ones here
-    monkeypatch.setitem(ch5.clipping_run.__wrapped__.__globals__, "corpus", CORPUS)
-    monkeypatch.setitem(ch5.clipping_run.__wrapped__.__globals__, "vocab", VOCAB)
-    monkeypatch.setitem(ch5.clipping_run.__wrapped__.__globals__, "num_steps", 35)
-    ch5.clipping_run.cache_clear()
-    losses, norms = ch5.clipping_run(None, num_epochs=4)
+def test_clipping_widget_shows_divergence_and_recovery():
+    losses, norms = ch5.clipping_run(CORPUS[:10_000], V, None, num_epochs=4)
     assert not math.isfinite(losses[-1]) or losses[-1] > 8 or max(norms) > 10
+    run = functools.lru_cache(maxsize=8)(functools.partial(ch5.clipping_run, CORPUS[:10_000], V))
     explorer = PlotExplorer({"theta": w.FloatLogSlider(value=1.0, base=10, min=-2, max=2),
-                             "clip": w.Checkbox(value=True)}, ch5.draw_clipping)
+                             "clip": w.Checkbox(value=True)}, functools.partial(ch5.draw_clipping, run=run))
     assert "no clipping: diverged (loss above 8 from step" in explorer.message
     assert "clipped at 1: final perplexity" in explorer.message
     explorer.controls["clip"].value = False
@@ -166,7 +163,15 @@ def test_clipping_widget_shows_divergence_and_recovery(monkeypatch):
     explorer.controls["clip"].value = True
     explorer.controls["theta"].value = 100.0
     assert "clipped at 100" in explorer.message
-    ch5.clipping_run.cache_clear()
+
+
+def test_char_model_training_keeps_the_best_epoch_and_summarizes_it():
+    train, val = torch.tensor(CORPUS[:6000]), torch.tensor(CORPUS[6000:8000])
+    model, history, seconds = ch5.train_char_model(nn.GRU, train, val, V, num_epochs=2, patience=1,
+                                                   num_hiddens=16, num_steps=20)
+    assert history.num_epochs <= 2 and history.best_epoch in (1, 2) and seconds > 0
+    line = ch5.summarize("GRU", history, seconds)
+    assert line.strip().startswith("GRU: kept epoch") and "held-out perplexity" in line
 
 
 def test_sequential_sampler_demo_is_deterministic():

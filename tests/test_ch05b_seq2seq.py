@@ -20,8 +20,8 @@ TGT_VOCAB = Vocab([["j'ai", "froid", "."], ["nous", "sommes", "amis", "."]] * 2,
 
 def small_models(num_layers=2):
     torch.manual_seed(0)
-    ours = seq2seq.EncoderDecoder(ch5b.GRUEncoder(len(SRC_VOCAB), 8, 16, num_layers),
-                                  ch5b.GRUDecoder(len(TGT_VOCAB), 8, 16, num_layers))
+    ours = seq2seq.EncoderDecoder(ch5b.Seq2SeqEncoder(len(SRC_VOCAB), 8, 16, num_layers),
+                                  ch5b.Seq2SeqDecoder(len(TGT_VOCAB), 8, 16, num_layers))
     helper = seq2seq.make_gru_seq2seq(len(SRC_VOCAB), len(TGT_VOCAB), 8, 16, num_layers)
     helper.load_state_dict(ours.state_dict())
     return ours.eval(), helper.eval()
@@ -37,7 +37,7 @@ def test_encoder_decoder_equals_the_helper_with_copied_weights():
     assert torch.allclose(ours(src, dec_X, full), helper(src, dec_X, full), atol=1e-6)
 
 
-def test_sequence_mask_and_masked_ce_equal_ignore_index():
+def test_sequence_mask_and_masked_cross_entropy_equal_ignore_index():
     X = torch.arange(1.0, 9.0).reshape(2, 4)
     assert ch5b.sequence_mask(X, torch.tensor([1, 3])).tolist() == [[1, 0, 0, 0], [5, 6, 7, 0]]
     assert ch5b.sequence_mask(torch.ones(2, 3, 2), torch.tensor([2, 0]), -1.0)[0, 2].tolist() == [-1, -1]
@@ -47,7 +47,7 @@ def test_sequence_mask_and_masked_ce_equal_ignore_index():
     labels = torch.randint(2, 7, (3, 5), generator=gen)
     labels = torch.where(torch.arange(5)[None] < valid_len[:, None], labels, 1)
     expected = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=1)
-    assert torch.allclose(ch5b.masked_ce(logits, labels, valid_len), expected)
+    assert torch.allclose(ch5b.masked_cross_entropy(logits, labels, valid_len), expected)
     assert torch.allclose(seq2seq.masked_cross_entropy(logits, labels, valid_len), expected)
 
 
@@ -56,7 +56,7 @@ def test_greedy_and_beam_search_equal_the_batched_helpers():
     src, valid_len = build_array_nmt([["i", "am", "cold", "."], ["we", "are", "."], ["i", "."]],
                                      SRC_VOCAB, 6)
     bos, eos = TGT_VOCAB["<bos>"], TGT_VOCAB["<eos>"]
-    greedy = ch5b.greedy_translate(model, src, valid_len, bos, eos, 5)
+    greedy = ch5b.greedy_search(model, src, valid_len, bos, eos, 5)
     assert greedy == seq2seq.greedy_search(model, src, valid_len, bos, eos, 5)
     for beam_size in (1, 2, 4):
         ours = [ch5b.beam_search_one(model, src[i], valid_len[i], bos, eos, 5, beam_size) for i in range(3)]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import attention, seq2seq
+from helpers import attention, attention_masks, seq2seq
 from helpers.text import Vocab
 from notebook_code import load_notebook
 
@@ -73,7 +73,7 @@ def test_additive_and_dot_product_attention_equal_the_helpers_and_sdpa():
 def test_multi_head_attention_equals_nn_multihead_attention_with_copied_weights():
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(16, 4, batch_first=True)
-    ours = ch6.copy_from_torch(ch6.MultiHeadAttention(16, 4), mha)
+    ours = ch6.load_from_torch(ch6.MultiHeadAttention(16, 4), mha)
     q, kv, lens = randn(3, 5, 16), randn(3, 6, 16, seed=1), torch.tensor([2, 6, 4])
     expected, weights = mha(q, kv, kv, key_padding_mask=torch.arange(6)[None] >= lens[:, None],
                             average_attn_weights=False)
@@ -95,9 +95,9 @@ def test_positional_encoding_and_its_relative_position_map():
 
 def test_pattern_masks_equal_the_presets():
     for n in (1, 7, 16):
-        assert torch.equal(ch6.local_mask(n, 2), attention.mask_from_preset("local", n, k=2))
-        assert torch.equal(ch6.strided_mask(n, 3), attention.mask_from_preset("strided", n, stride=3))
-        assert torch.equal(ch6.global_mask(n, 2), attention.mask_from_preset("global", n, num_global=2))
+        assert torch.equal(ch6.local_mask(n, 2), attention_masks.mask_from_preset("local", n, k=2))
+        assert torch.equal(ch6.strided_mask(n, 3), attention_masks.mask_from_preset("strided", n, stride=3))
+        assert torch.equal(ch6.global_mask(n, 2), attention_masks.mask_from_preset("global", n, num_global=2))
     assert int(ch6.local_mask(100, 3).sum()) == 100 * 7 - 3 * 4
 
 
@@ -110,7 +110,7 @@ def small_bahdanau():
     torch.manual_seed(0)
     ours = seq2seq.EncoderDecoder(seq2seq.Seq2SeqEncoder(len(SRC), 8, 16, 2),
                                   ch6.BahdanauDecoder(len(TGT), 8, 16, 2)).eval()
-    helper = attention.make_bahdanau_seq2seq(len(SRC), len(TGT), 8, 16, 2, dropout=0.0).eval()
+    helper = seq2seq.make_bahdanau_seq2seq(len(SRC), len(TGT), 8, 16, 2, dropout=0.0).eval()
     helper.load_state_dict(ours.state_dict())
     return ours, helper
 

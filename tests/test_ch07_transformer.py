@@ -26,7 +26,8 @@ def randn(*shape, seed=0):
 def small_models():
     torch.manual_seed(0)
     sizes = SIZES.values()
-    ours = seq2seq.EncoderDecoder(ch7.Encoder(len(SRC), *sizes), ch7.Decoder(len(TGT), *sizes))
+    ours = seq2seq.EncoderDecoder(ch7.TransformerEncoder(len(SRC), *sizes),
+                                  ch7.TransformerDecoder(len(TGT), *sizes))
     helper = transformer.make_transformer(len(SRC), len(TGT), dropout=0.0, **SIZES)
     helper.load_state_dict(ours.state_dict())
     return ours.eval(), helper.eval()
@@ -60,8 +61,8 @@ def test_ffn_is_position_wise_and_equals_the_helper():
 def test_encoder_blocks_equal_torch_transformer_encoder_layer(norm_first):
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).eval()
-    block_class = ch7.PreNormEncoderBlock if norm_first else ch7.EncoderBlock
-    block = ch7.copy_encoder_layer(block_class(16, 32, 4), layer).eval()
+    block_class = ch7.PreNormEncoderBlock if norm_first else ch7.TransformerEncoderBlock
+    block = ch7.load_from_torch(block_class(16, 32, 4), layer).eval()
     X, lens = randn(3, 6, 16), torch.tensor([6, 2, 4])
     with torch.no_grad():
         expected = layer(X, src_key_padding_mask=torch.arange(6)[None] >= lens[:, None])
@@ -71,7 +72,7 @@ def test_encoder_blocks_equal_torch_transformer_encoder_layer(norm_first):
 def test_decoder_block_equals_torch_transformer_decoder_layer():
     torch.manual_seed(0)
     layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True).eval()
-    ours = ch7.DecoderBlock(16, 32, 4).eval()
+    ours = ch7.TransformerDecoderBlock(16, 32, 4).eval()
     ours.load_state_dict(transformer.TransformerDecoderBlock(16, 32, 4).load_from_torch(layer).state_dict())
     X, memory, lens = randn(3, 5, 16), randn(3, 6, 16, seed=1), torch.tensor([6, 2, 4])
     with torch.no_grad():
@@ -103,15 +104,24 @@ def test_transformer_equals_the_helper_and_caches_exactly():
                 == seq2seq.beam_search(helper, src, lens, bos, eos, 5, beam_size))
 
 
-def test_parameter_formula_and_test_subset():
+def test_parameter_formula():
     _, helper = small_models()
     total, parts = ch7.transformer_parameters(len(SRC), len(TGT), 16, 32, 2)
     assert total == sum(p.numel() for p in helper.parameters())
     assert parts["output layer"] == 16 * len(TGT) + len(TGT)
-    source, target = [["i", "am", "cold", "."]] * 3, [["j'ai", "froid", "."]] * 3
+
+
+def test_train_and_score_returns_a_table_row():
+    source, target = [["i", "am", "cold", "."]] * 8, [["j'ai", "froid", "."]] * 8
     test = NMTTestSet(source, target, *build_array_nmt(source, SRC, 6), *build_array_nmt(target, TGT, 6))
-    small = ch7.subset_test(test, 2)
-    assert len(small) == 2 and small.src.shape == (2, 6) and small.tgt_valid_len.tolist() == [4, 4]
+    buckets = seq2seq.BucketLoader(test.src, test.src_valid_len, test.tgt, test.tgt_valid_len, batch_size=4)
+    torch.manual_seed(0)
+    model = transformer.make_transformer(len(SRC), len(TGT), num_hiddens=16, ffn_num_hiddens=32, num_heads=2,
+                                         num_layers=1, dropout=0.0)
+    row, history = ch7.train_and_score("tiny", model, 0.01, 3, buckets, test, TGT, 6)
+    assert row["model"] == "tiny" and row["epochs"] == 3 and history.num_epochs == 3
+    assert row["loss"] == history["train_loss"][-1] < history["train_loss"][0]
+    assert 0.0 <= row["greedy"] <= 100.0 and 0.0 <= row["beam"] <= 100.0
 
 
 def test_attention_maps_widget_functions_and_editor_scores():
