@@ -14,7 +14,8 @@ and a small MLP step 3.8x (``benchmarks/threads.py``). One thread suffers nothin
 core; OpenMP's passive waiting (``OMP_WAIT_POLICY=PASSIVE``) would cure the spinning too, but costs
 the idle machine more than it saves (a GRU step 45 ms instead of 21 ms), and it can only be set
 before torch is imported. So the course counts the cores that other processes keep busy when
-``setup()`` runs and leaves them alone: ``threads = torch's default - busy cores`` (at least 1).
+``setup()`` runs (the least of three 0.15 s measurements, so that a burst does not count) and
+leaves them alone: ``threads = torch's default - busy cores`` (at least 1).
 ``COURSE_THREADS=n`` (or ``setup(threads=n)``) overrides the choice, e.g. for repeatable numbers.
 
 Fast mode exists for CI: it shrinks experiments (fewer epochs, a subset of the data, smaller
@@ -96,22 +97,26 @@ def _cpu_seconds() -> tuple[float, float] | None:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0), own
 
 
-def busy_cores(interval: float = 0.25) -> float:
-    """How many CPU cores *other* processes keep busy, averaged over ``interval`` seconds.
+def busy_cores(interval: float = 0.15, samples: int = 3) -> float:
+    """How many CPU cores *other* processes keep busy: the least of ``samples`` consecutive
+    measurements of ``interval`` seconds each.
 
-    Reads the machine's CPU time (``/proc/stat`` on Linux, ``psutil`` elsewhere if installed) before
-    and after a short sleep and subtracts this process's own CPU time. Returns 0.0 where neither
-    is available.
+    Each measurement reads the machine's CPU time (``/proc/stat`` on Linux, ``psutil`` elsewhere if
+    installed) before and after a short sleep and subtracts this process's own CPU time. The
+    minimum keeps what lasts (a process that keeps a core busy shows up in every window) and drops
+    a burst (a program starting, a browser redrawing). Returns 0.0 where no CPU times are available.
     """
-    before = _cpu_seconds()
-    if before is None:
-        return 0.0
-    start = time.perf_counter()
-    time.sleep(interval)
-    after = _cpu_seconds()
-    elapsed = time.perf_counter() - start
-    others = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, others / elapsed)
+    readings = []
+    for _ in range(samples):
+        before = _cpu_seconds()
+        if before is None:
+            return 0.0
+        start = time.perf_counter()
+        time.sleep(interval)
+        after = _cpu_seconds()
+        elapsed = time.perf_counter() - start
+        readings.append(max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / elapsed))
+    return min(readings)
 
 
 def _threads_from_env() -> int | None:

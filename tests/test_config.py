@@ -104,6 +104,37 @@ def test_course_threads_and_the_argument_override_the_choice(monkeypatch, capsys
         config.choose_threads(0)
 
 
+def test_busy_cores_ignores_a_burst_and_keeps_a_steady_load(monkeypatch):
+    """Three windows of 1 s each (a fake clock): the least of them counts."""
+
+    class FakeTime:
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    def fake_cpu(busy_per_window):
+        machine, calls = [0.0], [0]
+
+        def cpu_seconds():  # called before and after each window
+            window, after = divmod(calls[0], 2)
+            calls[0] += 1
+            if after:
+                machine[0] += busy_per_window[window]
+            return machine[0], 0.0
+
+        return cpu_seconds
+
+    monkeypatch.setattr(config, "time", FakeTime())
+    monkeypatch.setattr(config, "_cpu_seconds", fake_cpu([1.9, 0.1, 0.2]))  # a burst, then quiet
+    assert config.busy_cores(interval=1.0) == pytest.approx(0.1)
+    monkeypatch.setattr(config, "_cpu_seconds", fake_cpu([1.0, 1.1, 0.95]))  # one core kept busy
+    assert config.busy_cores(interval=1.0) == pytest.approx(0.95)
+
+
 def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
     """A child process spinning on one core for the whole measurement counts as about one core."""
     import subprocess
