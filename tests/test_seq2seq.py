@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from decoding import stepwise_logits
 from helpers import seq2seq
 from helpers.data import make_loader
 from helpers.datasets import NMTTestSet
@@ -240,12 +241,7 @@ def test_bahdanau_decoder_step_by_step_equals_teacher_forcing_and_beam_search_ru
     with torch.no_grad():
         full = model(src, Y, valid_len)
         weights = model.decoder.attention_weights
-        state = model.decoder.init_state(model.encoder(src, valid_len), valid_len)
-        steps = []
-        for t in range(5):
-            logits, state = model.decoder(Y[:, t : t + 1], state)
-            steps.append(logits)
-    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    assert torch.allclose(stepwise_logits(model, src, valid_len, Y)[0], full, atol=1e-5)
     assert weights.shape == (3, 5, 6) and torch.allclose(weights.sum(-1), torch.ones(3, 5))
     assert weights[1, :, 2:].eq(0).all()  # padding of the second source gets no attention
     greedy = seq2seq.greedy_search(model, src, valid_len, 1, 2, 4)

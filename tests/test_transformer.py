@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from decoding import stepwise_logits
 from helpers import seq2seq
 from helpers import transformer as T
 from helpers.data import make_loader
@@ -59,12 +60,8 @@ def test_step_by_step_decoding_equals_one_teacher_forced_call():
     src, valid_len, Y = torch.randint(0, 11, (3, 6)), torch.tensor([6, 2, 4]), torch.randint(0, 13, (3, 5))
     with torch.no_grad():
         full = model(src, Y, valid_len)
-        state = model.decoder.init_state(model.encoder(src, valid_len), valid_len)
-        steps = []
-        for t in range(5):
-            logits, state = model.decoder(Y[:, t : t + 1], state)
-            steps.append(logits)
-    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    steps, state = stepwise_logits(model, src, valid_len, Y)
+    assert torch.allclose(steps, full, atol=1e-5)
     assert state[2][0].shape == (3, 5, 16)  # every block cached the 5 inputs it read
     assert [w.shape for w in model.decoder.cross_attention_weights] == [(3, 4, 1, 6)] * 2
     assert model.encoder.attention_weights[0].shape == (3, 4, 6, 6)
