@@ -17,6 +17,9 @@ before torch is imported. So the course counts the cores that other processes ke
 ``setup()`` runs (the least of three 0.15 s measurements, so that a burst does not count) and
 leaves them alone: ``threads = torch's default - busy cores`` (at least 1).
 ``COURSE_THREADS=n`` (or ``setup(threads=n)``) overrides the choice, e.g. for repeatable numbers.
+A program started later (a second notebook) is seen too: after every epoch of a second or more,
+:class:`helpers.training.TrainingRun` re-applies the rule to the load measured over that epoch
+(:func:`adapt_threads`; free, from counters the kernel keeps anyway).
 
 Fast mode exists for CI: it shrinks experiments (fewer epochs, a subset of the data, smaller
 models) while every line of code still runs. It is switched on by the environment variable
@@ -119,6 +122,54 @@ def busy_cores(interval: float = 0.15, samples: int = 3) -> float:
     return min(readings)
 
 
+class CpuClock:
+    """CPU time of the machine and of this process since it was created (or last ``restart()``).
+
+    :meth:`others_busy` is how many cores other processes kept busy over that window, measured for
+    free from counters the kernel keeps anyway, so a training loop can look at it after every epoch.
+    """
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.start, self.wall = _cpu_seconds(), time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.wall
+
+    def others_busy(self) -> float | None:
+        """Cores kept busy by other processes since the start, or None where CPU times are unknown."""
+        now = _cpu_seconds()
+        if self.start is None or now is None or self.seconds <= 0:
+            return None
+        return max(0.0, ((now[0] - self.start[0]) - (now[1] - self.start[1])) / self.seconds)
+
+
+_auto_threads = False  # True once setup() chose the thread count itself (no argument, no COURSE_THREADS)
+
+
+def adapt_threads(others_busy: float) -> str | None:
+    """Re-apply :func:`choose_threads`'s rule with a new measurement of the other processes' load.
+
+    Called by :class:`helpers.training.TrainingRun` after every epoch that took at least a second,
+    with the load measured over that epoch, so that a program started while a notebook trains (a
+    second notebook) does not leave two threads waiting for each other, and the second thread comes
+    back when it ends. Does nothing unless ``setup()`` chose the count itself. Returns a one-line
+    note when it changes the count, else None.
+    """
+    if not _auto_threads:
+        return None
+    wanted = max(1, DEFAULT_THREADS - int(others_busy + 0.5))
+    current = torch.get_num_threads()
+    if wanted == current:
+        return None
+    torch.set_num_threads(wanted)
+    why = "other programs keep a core busy" if wanted < current else "the other programs are done"
+    return f"threads {current} -> {wanted}: {why} ({others_busy:.1f} cores over the last epoch)"
+
+
 def _threads_from_env() -> int | None:
     raw = os.environ.get(THREADS_ENV_VAR, "").strip()
     if not raw:
@@ -185,8 +236,10 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> Se
     """
     from helpers import plotting  # local import: plotting pulls in matplotlib
 
+    global _auto_threads
     num_threads, reason = choose_threads(threads)
     torch.set_num_threads(num_threads)
+    _auto_threads = threads is None and _threads_from_env() is None
     seed_everything(seed)
     plotting.use_course_style()
     info = Setup(seed=seed, device=pick_device(), fast=is_fast(), threads=num_threads, threads_reason=reason)

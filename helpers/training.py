@@ -5,7 +5,8 @@ Three layers, from the most general:
 * :class:`TrainingRun` is what every training loop needs *around* its optimisation step: a
   ``tqdm`` progress bar, one live figure of the curves (in a notebook) or one compact line per
   epoch (elsewhere), a :class:`History`, the divergence check with a message that names the
-  learning rate, keeping the weights of the best epoch, early stopping and timing. A hand-written
+  learning rate, keeping the weights of the best epoch, early stopping, timing, and following the
+  machine's load with the number of CPU threads (:func:`helpers.config.adapt_threads`). A hand-written
   loop uses it directly (a GAN with two optimizers and two losses, BERT pre-training with an MLM
   and an NSP loss, a language model that carries its hidden state across batches)::
 
@@ -41,6 +42,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from helpers.config import CpuClock, adapt_threads
 
 Metric = Callable[[Any, Any], float]
 
@@ -326,6 +329,7 @@ class TrainingRun:
             for epoch in range(1, self.num_epochs + 1):
                 self.epoch = epoch
                 self._reset_epoch()
+                self._clock = CpuClock()
                 yield epoch
                 if self._stop:
                     self.history.stopped_early = True
@@ -357,6 +361,7 @@ class TrainingRun:
         record.update({name: _as_float(value) for name, value in values.items()})
         self.history.log(time.perf_counter() - self._start, **record)
         self._track_best(record)
+        self._check_threads()
         if self._plot is not None:
             self._plot.update(self.history)
         elif self.verbose and not self.interactive:
@@ -397,6 +402,16 @@ class TrainingRun:
             print(self.history.summary() + note)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _check_threads(self) -> None:
+        """After an epoch of a second or more, follow the machine's load (see config.adapt_threads)."""
+        clock = getattr(self, "_clock", None)
+        if clock is None or clock.seconds < 1.0:
+            return
+        others = clock.others_busy()
+        note = adapt_threads(others) if others is not None else None
+        if note and self.verbose:
+            print(note, flush=True)
 
     def _reset_epoch(self) -> None:
         self._sums: dict[str, float] = {}

@@ -59,9 +59,10 @@ def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
 
 
 @pytest.fixture
-def restore_threads():
-    """setup() sets torch's thread count; put the test session's count back afterwards."""
+def restore_threads(monkeypatch):
+    """setup() sets torch's thread count; put the test session's count (and the auto flag) back."""
     before = torch.get_num_threads()
+    monkeypatch.setattr(config, "_auto_threads", False)
     yield
     torch.set_num_threads(before)
 
@@ -152,3 +153,51 @@ def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
         spinner.kill()
         spinner.wait()
     assert busy > idle_guess + 0.5 and busy < idle_guess + 1.6, (idle_guess, busy)
+
+
+def test_adapt_threads_follows_the_load_only_when_setup_chose(monkeypatch, restore_threads):
+    monkeypatch.setattr(config, "DEFAULT_THREADS", 2)
+    torch.set_num_threads(2)
+    assert config.adapt_threads(1.0) is None  # setup() did not choose: leave the count alone
+    assert torch.get_num_threads() == 2
+    monkeypatch.setattr(config, "_auto_threads", True)
+    assert config.adapt_threads(0.2) is None  # nothing to change
+    note = config.adapt_threads(1.1)
+    assert torch.get_num_threads() == 1 and note.startswith("threads 2 -> 1: other programs")
+    assert config.adapt_threads(0.9) is None  # still busy
+    note = config.adapt_threads(0.1)
+    assert torch.get_num_threads() == 2 and "threads 1 -> 2" in note and "done" in note
+
+
+def test_setup_lets_adapt_threads_work_only_without_an_explicit_choice(monkeypatch, restore_threads):
+    monkeypatch.setattr(config, "busy_cores", lambda: 0.0)
+    monkeypatch.delenv("COURSE_THREADS", raising=False)
+    helpers.setup(verbose=False)
+    assert config._auto_threads
+    helpers.setup(threads=1, verbose=False)
+    assert not config._auto_threads
+    monkeypatch.setenv("COURSE_THREADS", "1")
+    helpers.setup(verbose=False)
+    assert not config._auto_threads
+
+
+def test_cpu_clock_counts_other_processes_only():
+    import subprocess
+    import sys
+
+    if config._cpu_seconds() is None:
+        pytest.skip("this platform reports no CPU times (no /proc/stat, no psutil)")
+    clock = config.CpuClock()
+    sum(i * i for i in range(3_000_000))  # our own work does not count
+    own = clock.others_busy()
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\n"
+                                "while time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        clock.restart()
+        time.sleep(0.6)
+        busy = clock.others_busy()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert own < 0.5 and 0.5 < busy < 1.6, (own, busy)

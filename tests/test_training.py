@@ -460,3 +460,25 @@ def test_train_with_raises_on_divergence_and_on_a_bad_learning_rate():
         linear_run(-1.0, 32, 2)
     with pytest.raises(ValueError, match="Unknown optimizer 'lbfgs'"):
         linear_run(0.1, 8, 1, optimizer="lbfgs")
+
+
+def test_training_run_follows_the_load_after_long_epochs(monkeypatch, capsys):
+    """After an epoch of a second or more, the run hands the load it saw to config.adapt_threads."""
+    from helpers import training
+
+    class FakeClock:
+        def __init__(self):
+            self.seconds = 2.0 if len(seen) == 0 else 0.5  # the second epoch is short
+
+        def others_busy(self):
+            return 1.0
+
+    seen = []
+    monkeypatch.setattr(training, "CpuClock", FakeClock)
+    monkeypatch.setattr(training, "adapt_threads", lambda busy: seen.append(busy) or "threads 2 -> 1: test")
+    run = TrainingRun(2, verbose=True)
+    for _ in run.epochs():
+        run.step(1, loss=1.0)
+        run.end_epoch()
+    assert seen == [1.0]  # only the long epoch is looked at
+    assert "threads 2 -> 1: test" in capsys.readouterr().out
