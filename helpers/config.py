@@ -9,13 +9,13 @@ Threads (:func:`choose_threads`): torch runs an operation on several cores with 
 threads meet at a barrier after every operation and spin while they wait. When another process
 keeps a core busy (a browser, a second notebook), one of our threads is descheduled and every
 operation waits for it, while its partner burns the other core spinning: on a 2-core machine with
-one core kept busy, a GRU training step took 4.7x as long with two threads as on an idle machine,
-and a small MLP step 3.8x (``benchmarks/threads.py``). One thread suffers nothing from the busy
-core; OpenMP's passive waiting (``OMP_WAIT_POLICY=PASSIVE``) would cure the spinning too, but costs
-the idle machine more than it saves (a GRU step 45 ms instead of 21 ms), and it can only be set
-before torch is imported. So the course counts the cores that other processes keep busy when
-``setup()`` runs (the least of three 0.15 s measurements, so that a burst does not count) and
-leaves them alone: ``threads = torch's default - busy cores`` (at least 1).
+one core kept busy, a training step takes 2 to 6 times as long with two threads as on an idle
+machine (``benchmarks/threads.py``; section 5 of ``benchmarks/REPORT.md``). One thread suffers
+nothing from the busy core; OpenMP's passive waiting (``OMP_WAIT_POLICY=PASSIVE``) would cure the
+spinning too, but costs the idle machine more than it saves (a GRU step almost twice as long),
+and it can only be set before torch is imported. So the course counts the cores that other
+processes keep busy when ``setup()`` runs (the least of three 0.15 s measurements, so that a burst
+does not count) and leaves them alone: ``threads = torch's default - busy cores`` (at least 1).
 ``COURSE_THREADS=n`` (or ``setup(threads=n)``) overrides the choice, e.g. for repeatable numbers.
 A program started later (a second notebook) is seen too: after every epoch of a second or more,
 :class:`helpers.training.TrainingRun` re-applies the rule to the load measured over that epoch

@@ -88,7 +88,7 @@ def map_tensors(obj, fn):
     if isinstance(obj, torch.Tensor):
         return fn(obj)
     if isinstance(obj, tuple):
-        return tuple(map_tensors(o, fn) for o in obj)
+        return tuple([map_tensors(o, fn) for o in obj])
     if isinstance(obj, list):
         return [map_tensors(o, fn) for o in obj]
     if isinstance(obj, dict):
@@ -97,7 +97,14 @@ def map_tensors(obj, fn):
 
 
 def to_device(batch, device: torch.device | str):
-    """Move every tensor of a batch (any nest of tuples, lists and dicts) to ``device``."""
+    """Move every tensor of a batch (any nest of tuples, lists and dicts) to ``device``.
+
+    A tuple of tensors that are all there already (training on the CPU) is returned as it is.
+    """
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
+    if type(batch) is tuple and all(type(t) is torch.Tensor and t.device == device for t in batch):
+        return batch
     return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
 
 
@@ -117,7 +124,7 @@ def first_dim(obj) -> int:
     raise LookupError(f"No tensor in {type(obj).__name__} to count the examples of the batch by.")
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch:
     """One minibatch as the training loop sees it: the model is called as
     ``model(*inputs, **kwargs)``, the loss as ``loss_fn(output, target)``, and ``size`` (the number
@@ -140,6 +147,8 @@ def split_batch(batch) -> Batch:
     (a target made of several tensors, inputs that must be rearranged, e.g. teacher forcing) pass
     your own hook ``split_batch=lambda batch: Batch(inputs, target, size)``.
     """
+    if type(batch) is tuple and len(batch) == 2 and type(batch[1]) is torch.Tensor and batch[1].ndim:
+        return Batch((batch[0],), batch[1], batch[1].shape[0])  # (X, y): the common case, kept cheap
     if isinstance(batch, (tuple, list)):
         if len(batch) < 2:
             raise ValueError(f"A batch of {len(batch)} element cannot be split into (*inputs, target); "
@@ -340,13 +349,14 @@ class TrainingRun:
     def step(self, n: int = 1, **values) -> None:
         """Record one batch of ``n`` examples: its losses and metrics (tensors or floats)."""
         self._batch += 1
+        sums = self._sums
         for name, value in values.items():
-            value = _as_float(value)
+            value = value.item() if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(value):
                 self._diverged = True
                 raise DivergenceError(_divergence_message(name, value, self.epoch, self._batch,
                                                           _learning_rates(self.optimizers)))
-            self._sums[name] = self._sums.get(name, 0.0) + value * n
+            sums[name] = sums[name] + value * n if name in sums else value * n
         self._count += n
         if self._bar is not None:
             self._bar.update(1)
@@ -528,7 +538,7 @@ def fit(
             model.train()
             for batch in train_iter:
                 b = split_batch(to_device(batch, device))
-                y_hat = model(*b.inputs, **b.kwargs)
+                y_hat = model(*b.inputs, **b.kwargs) if b.kwargs else model(*b.inputs)
                 loss = loss_fn(y_hat, b.target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
