@@ -537,14 +537,8 @@ def read_snli(
     )
 
 
-def snli_tensors(
-    split: str,
-    vocab: Vocab,
-    max_len: int,
-    fast: bool | None = None,
-    seed: int = 0,
-    root: str | os.PathLike | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def snli_tensors(split: str, vocab: Vocab, max_len: int, fast: bool | None = None, seed: int = 0,
+                 root: str | os.PathLike | None = None) -> tuple[torch.Tensor, ...]:
     """One SNLI split as BERT inputs: ``(token_ids, segments, valid_lens, labels)``.
 
     Each pair becomes ``<cls> premise <sep> hypothesis <sep>`` with lower-cased tokens (to meet a
@@ -565,21 +559,21 @@ def snli_tensors(
     return (*bert_input_tensors(lower(premises), lower(hypotheses), vocab, max_len), labels)
 
 
-def load_snli(
-    batch_size: int,
-    vocab: Vocab,
-    max_len: int,
-    fast: bool | None = None,
-    seed: int = 0,
-    root: str | os.PathLike | None = None,
-) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
+def load_snli(batch_size: int, vocab: Vocab, max_len: int, fast: bool | None = None, seed: int = 0,
+              root: str | os.PathLike | None = None) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
     """SNLI minibatches ``(train_iter, val_iter, test_iter)`` for a BERT classifier.
 
     Batches are ``(token_ids, segments, valid_lens, labels)`` as in :func:`snli_tensors` (so
     ``helpers.training.fit`` calls ``model(token_ids, segments, valid_lens)``); the training
     iterator reshuffles every epoch (seeded), the others keep the file order.
     """
-    train, val, test = (snli_tensors(s, vocab, max_len, fast, seed, root) for s in SPLITS["snli"])
+    return _split_loaders(snli_tensors, batch_size, vocab, max_len, fast, seed, root)
+
+
+def _split_loaders(tensors, batch_size, vocab, max_len, fast, seed, root):
+    """``(train_iter, val_iter, test_iter)`` over ``tensors(split, ...)`` for the three splits: the
+    training iterator reshuffles every epoch (seeded), the others keep the file order."""
+    train, val, test = (tensors(split, vocab, max_len, fast, seed, root) for split in SPLITS["snli"])
     return (make_loader(*train, batch_size=batch_size, shuffle=True, seed=seed),
             make_loader(*val, batch_size=batch_size, shuffle=False),
             make_loader(*test, batch_size=batch_size, shuffle=False))  # fmt: skip
@@ -642,14 +636,8 @@ def _sms_tokens(message: str) -> list[str]:
     return tokenize_english(html.unescape(message))
 
 
-def sms_spam_tensors(
-    split: str,
-    vocab: Vocab,
-    max_len: int,
-    fast: bool | None = None,
-    seed: int = 0,
-    root: str | os.PathLike | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def sms_spam_tensors(split: str, vocab: Vocab, max_len: int, fast: bool | None = None, seed: int = 0,
+                     root: str | os.PathLike | None = None) -> tuple[torch.Tensor, ...]:
     """One SMS Spam split as BERT inputs: ``(token_ids, segments, valid_lens, labels)``.
 
     Each message becomes ``<cls> tokens <sep>`` (its first ``max_len - 2`` tokens) with
@@ -667,24 +655,14 @@ def sms_spam_tensors(
     return (*bert_input_tensors(tokens, None, vocab, max_len), labels)
 
 
-def load_sms_spam(
-    batch_size: int,
-    vocab: Vocab,
-    max_len: int,
-    fast: bool | None = None,
-    seed: int = 0,
-    root: str | os.PathLike | None = None,
-) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
+def load_sms_spam(batch_size: int, vocab: Vocab, max_len: int, fast: bool | None = None, seed: int = 0,
+                  root: str | os.PathLike | None = None) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
     """SMS Spam minibatches ``(train_iter, val_iter, test_iter)`` for a BERT classifier.
 
     Batches are ``(token_ids, segments, valid_lens, labels)`` as in :func:`sms_spam_tensors`;
     the training iterator reshuffles every epoch (seeded), the others keep the file order.
     """
-    splits = (sms_spam_tensors(s, vocab, max_len, fast, seed, root) for s in SPLITS["sms_spam"])
-    train, val, test = splits
-    return (make_loader(*train, batch_size=batch_size, shuffle=True, seed=seed),
-            make_loader(*val, batch_size=batch_size, shuffle=False),
-            make_loader(*test, batch_size=batch_size, shuffle=False))  # fmt: skip
+    return _split_loaders(sms_spam_tensors, batch_size, vocab, max_len, fast, seed, root)
 
 
 # =============================================================================================
