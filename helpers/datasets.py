@@ -4,8 +4,8 @@ Every data set a chapter uses ships in ``data/`` or is generated from a seed; no
 the network. Files are read through :func:`helpers.sources.read_data_bytes`, which checks each
 file's sha256 against ``data/MANIFEST.sha256``; :mod:`helpers.sources` also decides where the data
 folder is (the ``root=`` argument of every loader, else ``$COURSE_DATA_DIR``, else ``data/``).
-Tokenizers, ``Vocab`` and the samplers are in :mod:`helpers.text`, the banana generator in
-:mod:`helpers.detection`.
+Tokenizers, ``Vocab`` and the samplers are in :mod:`helpers.text`, the generators of the synthetic
+detection sets in :mod:`helpers.detection`.
 
 **Names.** One scheme for every set:
 
@@ -28,7 +28,7 @@ premise (SNLI) or a message text (SMS Spam) between two splits.
 :func:`fast_size`), a seeded subset in file order that keeps the class proportions
 (:func:`fast_subset`), picked *after* everything the full data determines: vocabularies, held-out
 splits, deduplication. So fast mode changes how many examples a notebook uses, never what a token
-id or a label means, nor which examples are held out. The generated detection set keeps its first
+id or a label means, nor which examples are held out. The generated detection sets keep their first
 images: each is an independent seeded draw, so they are a seeded sample, and not generating the
 rest is what saves the time. The two running texts are not shrunk: The Time Machine and
 WikiText-2 are one text each, whose vocabulary and sentence pairs depend on all of it, so a
@@ -47,6 +47,8 @@ Loaders (all deterministic for a given ``seed``):
   :func:`load_sms_spam`
 * Sample images: :func:`list_images`, :func:`load_image`
 * Synthetic "banana" detection set: :func:`detection_tensors`, :func:`load_detection`
+* Synthetic multi-object detection and segmentation set: :func:`shapes_tensors`,
+  :func:`load_shapes`, :data:`SHAPE_CLASSES`
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ SPLITS = {
     "snli": ("train", "val", "test"),
     "sms_spam": ("train", "val", "test"),
     "detection": ("train", "val"),
+    "shapes": ("train", "val"),
 }
 # Examples per split in fast mode (a split with fewer examples is kept whole).
 FAST_SIZES = {
@@ -106,6 +109,7 @@ FAST_SIZES = {
     "snli": {"train": 2000, "val": 500, "test": 1000},  # of 8,857 / 985 / 9,824
     "sms_spam": {"train": 1000, "val": 250, "test": 500},  # of 3,637 / 500 / 1,034 unique messages
     "detection": {"train": 200, "val": 50},  # the first of 1,000 / 100 generated images
+    "shapes": {"train": 200, "val": 50},  # the first of 1,000 / 200 generated images
 }
 
 
@@ -778,3 +782,71 @@ def load_detection(
     train_iter = make_loader(*train, batch_size=batch_size, shuffle=True, seed=seed)
     val_iter = make_loader(*val, batch_size=batch_size, shuffle=False)
     return map_batches(train_iter, _images_to_float), map_batches(val_iter, _images_to_float)
+
+
+# =============================================================================================
+# Synthetic multi-object detection and segmentation ("shapes": bananas, discs, squares)
+# =============================================================================================
+
+SHAPES_SIZES = {"train": 1000, "val": 200}
+SHAPE_CLASSES = detection.SHAPE_CLASSES  # ("banana", "disc", "square")
+_SHAPES_STREAMS = {"train": 2, "val": 3}  # one random stream per split, not the bananas' 0 and 1
+
+
+@functools.lru_cache(maxsize=4)
+def _shapes_cached(split: str, num_images: int, seed: int, root_key: str):
+    return detection.generate_shapes(_textures(root_key), num_images, seed, _SHAPES_STREAMS[split])
+
+
+def shapes_tensors(
+    split: str = "train",
+    num_images: int | None = None,
+    fast: bool | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The synthetic multi-object set for detection and segmentation, generated from ``seed``
+    (cached per process).
+
+    256x256 RGB images with 1 to 4 objects each, of the classes :data:`SHAPE_CLASSES` (0 banana,
+    1 disc, 2 square), on the shipped textures as the banana set: 1,000 ``'train'`` and 200
+    ``'val'`` images; fast mode keeps the first 200 / 50, and ``num_images`` (whatever the mode)
+    the first ``num_images`` (:func:`helpers.detection.generate_shapes` draws them). Returns
+    ``images`` uint8 ``(N, 3, 256, 256)``; ``targets`` float32 ``(N, 4, 5)`` with one row
+    ``[class, xmin, ymin, xmax, ymax]`` per object (corners divided by 256, the box of the
+    object's visible pixels) and rows of ``-1`` after the last object; and ``masks`` uint8
+    ``(N, 256, 256)``, ``0`` for background and ``c + 1`` where class ``c`` is visible.
+    """
+    check_split("shapes", split)
+    if num_images is None:
+        num_images = fast_size("shapes", split, fast) or SHAPES_SIZES[split]
+    images, targets, masks = _shapes_cached(split, num_images, seed, _root_key(root))
+    return images.clone(), targets.clone(), masks.clone()
+
+
+def _images_and_masks(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return images.float().div_(255.0), masks.long()
+
+
+def load_shapes(
+    batch_size: int,
+    fast: bool | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    masks: bool = False,
+) -> tuple[MappedLoader, MappedLoader]:
+    """Minibatches ``(train_iter, val_iter)`` of the synthetic multi-object set.
+
+    For detection (the default) batches are ``(images, targets)``: float32 ``(B, 3, 256, 256)``
+    in [0, 1] and float32 ``(B, 4, 5)`` as in :func:`shapes_tensors` (padding rows have class
+    ``-1``). With ``masks=True``, for semantic segmentation, they are ``(images, masks)`` with
+    int64 masks ``(B, 256, 256)`` holding ``0`` (background) to ``3`` (class + 1), the target
+    ``nn.CrossEntropyLoss`` expects for 4 output channels. Fast mode uses the first 200 train /
+    50 val images.
+    """
+    train = shapes_tensors("train", None, fast, seed, root)
+    val = shapes_tensors("val", None, fast, seed, root)
+    pick, convert = ((0, 2), _images_and_masks) if masks else ((0, 1), _images_to_float)
+    train_iter = make_loader(*(train[i] for i in pick), batch_size=batch_size, shuffle=True, seed=seed)
+    val_iter = make_loader(*(val[i] for i in pick), batch_size=batch_size, shuffle=False)
+    return map_batches(train_iter, convert), map_batches(val_iter, convert)

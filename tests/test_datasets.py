@@ -2,7 +2,7 @@
 loader's shapes/dtypes/ranges/counts, seeded determinism, and that nothing reaches for the
 network (conftest.py's autouse ``no_network`` fixture blocks every connection). The manifest and
 the checksum guard are tested in tests/test_sources.py, the banana generator in
-tests/test_detection.py."""
+tests/test_detection.py (the shapes generator too)."""
 
 import shutil
 import socket
@@ -40,6 +40,7 @@ def copy_data(tmp_path: Path, *names: str) -> Path:
 def test_every_set_uses_train_val_test_split_names_and_fast_sizes_name_real_splits():
     assert all(set(splits) <= {"train", "val", "test"} for splits in D.SPLITS.values())
     assert D.SPLITS["wikitext2"] == ("val", "test") and D.SPLITS["detection"] == ("train", "val")
+    assert D.SPLITS["shapes"] == ("train", "val")
     for dataset, sizes in D.FAST_SIZES.items():
         assert tuple(sizes) == D.SPLITS[dataset], dataset
     assert set(D.FAST_SIZES) == set(D.SPLITS) - {"wikitext2"}  # running texts are not shrunk
@@ -54,6 +55,8 @@ def test_every_set_uses_train_val_test_split_names_and_fast_sizes_name_real_spli
         (lambda: D.read_wikitext2("train"), "'val' or 'test'"),
         (lambda: D.detection_tensors("test"), "'train' or 'val'"),
         (lambda: D.detection_tensors("valid", num_images=3), "'train' or 'val'"),
+        (lambda: D.shapes_tensors("test"), "'train' or 'val'"),
+        (lambda: D.shapes_tensors("validation", num_images=3), "'train' or 'val'"),
         (lambda: D.read_snli("dev"), "'train', 'val' or 'test'"),
         (lambda: D.read_sms_spam("validation"), "'train', 'val' or 'test'"),
         (lambda: D.fast_size("fra_eng", "val", fast=True), "'train' or 'test'"),
@@ -538,3 +541,62 @@ def test_load_detection_fast_mode_yields_float_batches(monkeypatch):
     images, targets = D.detection_tensors("val", fast=True)
     X, Y = next(iter(val_iter))  # the validation iterator keeps the order, as floats
     assert torch.equal(X, images[:32].float() / 255) and torch.equal(Y, targets[:32])
+
+
+def test_shapes_tensors_format_and_classes_in_both_splits():
+    sets = {"train": D.shapes_tensors("train", fast=True), "val": D.shapes_tensors("val", fast=False)}
+    for split, (images, targets, masks) in sets.items():
+        n = 200
+        assert images.shape == (n, 3, 256, 256) and images.dtype == torch.uint8, split
+        assert targets.shape == (n, 4, 5) and targets.dtype == torch.float32
+        assert masks.shape == (n, 256, 256) and masks.dtype == torch.uint8
+        labels = targets[..., 0]
+        assert ((labels >= 0).sum(1) >= 1).all() and ((labels >= 0).sum(1) <= 4).all()
+        real = targets[labels >= 0]
+        assert (0 <= real[:, 1:]).all() and (real[:, 1:] <= 1).all()
+        assert (real[:, 3] > real[:, 1]).all() and (real[:, 4] > real[:, 2]).all()
+        counts = torch.bincount(real[:, 0].long(), minlength=3)
+        assert len(counts) == 3 and (counts > 0.25 * counts.sum()).all(), (split, counts)
+        assert set(masks.unique().tolist()) == {0, 1, 2, 3}
+
+
+def test_shapes_tensors_are_seeded_prefix_stable_and_not_the_bananas():
+    images, targets, masks = D.shapes_tensors("val", num_images=12, seed=0)
+    first = D.shapes_tensors("val", num_images=4, seed=0)
+    assert torch.equal(images[:4], first[0]) and torch.equal(masks[:4], first[2])
+    assert torch.equal(targets, D.shapes_tensors("val", num_images=12, seed=0)[1])
+    assert not torch.equal(targets, D.shapes_tensors("val", num_images=12, seed=1)[1])
+    assert not torch.equal(targets, D.shapes_tensors("train", num_images=12, seed=0)[1])
+    for split in ("train", "val"):  # the shapes draw from streams of their own
+        assert not torch.equal(D.shapes_tensors(split, 1)[0], D.detection_tensors(split, 1)[0])
+    images[0, 0, 0, 0] += 1  # a copy: changing it leaves the cached set as it was
+    assert torch.equal(first[0][0], D.shapes_tensors("val", num_images=4, seed=0)[0][0])
+
+
+def test_shapes_fast_mode_keeps_the_first_images(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    assert D.FAST_SIZES["shapes"] == {"train": 200, "val": 50}
+    assert D.SHAPES_SIZES == {"train": 1000, "val": 200}
+    images, targets, masks = D.shapes_tensors("val")
+    full = D.shapes_tensors("val", fast=False)
+    assert len(images) == 50 and len(full[0]) == 200
+    assert torch.equal(targets, full[1][:50]) and torch.equal(masks, full[2][:50])
+    assert len(D.shapes_tensors("val", num_images=7)[0]) == 7  # num_images wins over the mode
+
+
+def test_load_shapes_yields_detection_or_segmentation_batches(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    train_iter, val_iter = D.load_shapes(batch_size=32)
+    assert len(train_iter) == 7 and len(val_iter) == 2  # 200 / 32 and 50 / 32, rounded up
+    X, Y = next(iter(train_iter))
+    assert X.shape == (32, 3, 256, 256) and X.dtype == torch.float32 and Y.shape == (32, 4, 5)
+    assert 0 <= X.min() and X.max() <= 1
+    images, targets, masks = D.shapes_tensors("val", fast=True)
+    X, Y = next(iter(val_iter))  # the validation iterator keeps the order, as floats
+    assert torch.equal(X, images[:32].float() / 255) and torch.equal(Y, targets[:32])
+    train_iter, val_iter = D.load_shapes(batch_size=16, masks=True)
+    X, M = next(iter(train_iter))
+    assert X.shape == (16, 3, 256, 256) and M.shape == (16, 256, 256) and M.dtype == torch.int64
+    X, M = next(iter(val_iter))
+    assert torch.equal(X, images[:16].float() / 255) and torch.equal(M, masks[:16].long())
+    assert 0 <= M.min() and M.max() <= len(D.SHAPE_CLASSES)
