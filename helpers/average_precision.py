@@ -115,11 +115,22 @@ def _get(entry, key: str, name: str, expected: str):
     return entry[key]
 
 
+def _cap_per_class(order: np.ndarray, labels: np.ndarray, max_detections: int) -> np.ndarray:
+    """The ranked indices ``order`` without those beyond the first ``max_detections`` of their class."""
+    ranked_labels = labels[order]
+    rank_in_class = np.zeros(len(order), dtype=np.int64)
+    for label in np.unique(ranked_labels):
+        in_class = ranked_labels == label
+        rank_in_class[in_class] = np.arange(in_class.sum())
+    return order[rank_in_class < max_detections]
+
+
 def _check_inputs(preds, targets, max_detections: int) -> tuple[list[dict], list[dict]]:
     """Check ``preds`` and ``targets`` and return them cleaned, each image's detections ranked.
 
-    A cleaned prediction keeps the image's ``max_detections`` highest-scoring detections (all
-    classes together), highest score first (stable sort), as float64 boxes and numpy scores/labels.
+    A cleaned prediction keeps, for each class, the image's ``max_detections`` highest-scoring
+    detections of that class (pycocotools' rule), highest score first (stable sort), as float64
+    boxes and numpy scores/labels.
     """
     for name, value in (("preds", preds), ("targets", targets)):
         if isinstance(value, Mapping) or not isinstance(value, Sequence):
@@ -135,7 +146,7 @@ def _check_inputs(preds, targets, max_detections: int) -> tuple[list[dict], list
                                f"preds[{i}]['scores']", f"preds[{i}]['boxes']")
         labels = _check_labels(_get(pred, "labels", f"preds[{i}]", _PRED_FORMAT), n,
                                f"preds[{i}]['labels']", f"preds[{i}]['boxes']")
-        keep = _ranking(scores)[:max_detections]
+        keep = _cap_per_class(_ranking(scores), labels, max_detections)
         clean_preds.append({"boxes": boxes[torch.from_numpy(keep)], "scores": scores[keep],
                             "labels": labels[keep]})
         gt_boxes = _check_boxes(_get(target, "boxes", f"targets[{i}]", _TARGET_FORMAT),
@@ -239,8 +250,8 @@ def precision_recall(preds, targets, label: int, iou_threshold: float = 0.5,
                      max_detections: int = COCO_MAX_DETECTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision and recall of class ``label`` after each of its detections, ranked over all images.
 
-    Every image keeps its ``max_detections`` highest-scoring detections (all classes together,
-    as in :func:`mean_average_precision`); those of class ``label`` are matched image by image
+    Every image keeps its ``max_detections`` highest-scoring detections of the class (as in
+    :func:`mean_average_precision`); they are matched image by image
     (:func:`match_detections`) and then ranked by score over all images. After the k-th detection,
     precision = TP / k and recall = TP / (ground-truth boxes of the class). Returns the three numpy
     arrays ``(precision, recall, scores)``, one entry per ranked detection (empty if the class has
@@ -319,11 +330,10 @@ def mean_average_precision(preds, targets, iou_thresholds: Sequence[float] | Non
     """COCO's detection scores: AP averaged over classes and IoU thresholds, and at IoU 0.5 and 0.75.
 
     ``preds`` and ``targets`` are lists with one dict per image (see the module docstring).
-    Each image keeps its ``max_detections`` highest-scoring detections, all classes together (the
-    COCO rule "at most 100 detections per image"; pycocotools' ``COCOeval`` caps each class of an
-    image separately, which gives the same result unless an image has more than
-    ``max_detections`` detections). For every class that has ground truth and every threshold,
-    AP is :func:`average_precision` with 101 recall points; a class with ground truth and no
+    Each image keeps its ``max_detections`` highest-scoring detections of each class (COCO's "at
+    most 100 detections per image", applied per class as pycocotools' ``COCOeval`` does). For
+    every class that has ground truth and every threshold, AP is :func:`average_precision` with
+    101 recall points; a class with ground truth and no
     detections scores 0, a class without ground truth is left out (also of ``per_class``).
 
     Returns a dict of floats:

@@ -176,15 +176,15 @@ def test_the_scenes_exercise_every_threshold():
     assert empty_images >= 10
 
 
-def test_max_detections_agrees_with_pycocotools_for_one_class():
-    """150 detections per image, capped at 1, 10 and 100 (one class: COCOeval's per-class cap is
-    then the same as ours over all classes)."""
-    preds, targets = random_scene(7, num_images=3, num_classes=1, false_positives=(140, 141))
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_max_detections_agrees_with_pycocotools(num_classes):
+    """Over 140 detections per image, capped at 1, 10 and 100 per class and image, as COCOeval does."""
+    preds, targets = random_scene(7, num_images=3, num_classes=num_classes, false_positives=(140, 141))
     assert all(len(p["boxes"]) > 140 for p in preds)
     evaluator = coco_eval(preds, targets)
     for m, cap in enumerate([1, 10, 100]):
         ours = mean_average_precision(preds, targets, max_detections=cap)
-        assert ours["map"] == pytest.approx(coco_per_class(evaluator, m=m)[0], abs=1e-12)
+        assert ours["per_class"] == pytest.approx(coco_per_class(evaluator, m=m), abs=1e-12)
 
 
 def test_custom_iou_thresholds_agree_with_pycocotools():
@@ -318,18 +318,16 @@ def test_without_any_ground_truth_the_means_are_minus_one_as_in_pycocotools():
     assert result == {"map": -1.0, "map_50": -1.0, "map_75": -1.0, "per_class": {}, "per_class_50": {}}
 
 
-def test_max_detections_counts_all_classes_of_an_image_together():
+def test_max_detections_is_per_class_and_image_as_in_pycocotools():
     box = [[0.0, 0.0, 10.0, 10.0]]
-    # The class-1 false positive outscores the only class-0 detection, which a cap of 1 drops.
+    # A higher-scoring class-1 false positive does not push the class-0 detection out of a cap of 1.
     preds = [pred(box + [[50.0, 50.0, 60.0, 60.0]], [0.8, 0.9], [0, 1])]
     targets = [target(box, [0])]
-    assert mean_average_precision(preds, targets, max_detections=2)["map"] == 1.0
+    assert mean_average_precision(preds, targets, max_detections=1)["map"] == 1.0
+    # Within a class the cap keeps the best-scoring detection: here the false one.
+    preds = [pred(box + [[50.0, 50.0, 60.0, 60.0]], [0.8, 0.9], [0, 0])]
     assert mean_average_precision(preds, targets, max_detections=1)["map"] == 0.0
-    # The cap is per image: the same detection in a second image survives a cap of 1 there.
-    preds.append(pred(box, [0.1], [0]))
-    targets.append(target(box, [0]))
-    result = mean_average_precision(preds, targets, max_detections=1)
-    assert result["per_class_50"][0] == pytest.approx(51 / 101)
+    assert mean_average_precision(preds, targets, max_detections=2)["map_50"] == 0.5  # 1/2 at recall 1
 
 
 def test_inputs_may_be_lists_float_labels_and_any_device_tensors():
