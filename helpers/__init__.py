@@ -1,7 +1,7 @@
 """Shared helpers for the course notebooks.
 
-Modules, one concern each (the model modules attention, transformer and seq2seq import no widget or
-pyplot code, which a test checks):
+Modules, one concern each (the model modules attention, transformer, seq2seq, boxes, ssd and
+segmentation import no widget or pyplot code, which a test checks):
 
 - ``helpers.config``: ``setup()`` (seed, device, CPU threads, fast mode), ``by_mode(full=..., fast=...)``
 - ``helpers.training``: ``TrainingRun`` (the bookkeeping of any training loop), the batch contract
@@ -24,7 +24,12 @@ pyplot code, which a test checks):
 - ``helpers.attention_masks``: attention-mask presets and the attention-mask editor (chapters 6, 7)
 - ``helpers.transformer``: the Transformer encoder-decoder for translation (chapter 7)
 - ``helpers.optimization``: 2-D test surfaces and the optimizer playground (chapter 8)
-- ``helpers.detection``: the synthetic detection set and box drawing (chapter 9)
+- ``helpers.boxes``: boxes, IoU, anchors, anchor labelling, NMS, RoI pooling (chapter 9)
+- ``helpers.average_precision``: AP@0.5 and COCO's AP@[.5:.95] from scratch (chapter 9)
+- ``helpers.detection``: the synthetic detection sets, box and mask drawing, the anchor and NMS
+  explorers (chapter 9)
+- ``helpers.ssd``: the single-shot multibox detector, its loss, training and evaluation (chapter 9)
+- ``helpers.segmentation``: the FCN, bilinear upsampling, pixel accuracy and mean IoU (chapter 9b)
 """
 
 from helpers.config import by_mode, is_fast, setup
