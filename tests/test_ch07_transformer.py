@@ -143,3 +143,58 @@ def test_attention_maps_widget_functions_and_editor_scores():
         mha(H, H, H)
         assert torch.allclose(torch.softmax(scores, -1), mha.attention_weights[0].mean(0), atol=0.5)
     assert scores.shape == (5, 5)
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison table's RNN and Bahdanau rows are copied from chapters 5b and 6
+# --------------------------------------------------------------------------------------------
+
+
+def _notebook_json(stem):
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb").read_text())
+
+
+def _stream_text(stem):
+    """Everything the committed notebook printed, in cell order."""
+    text = []
+    for cell in _notebook_json(stem)["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text.append("".join(output["text"]))
+    return "\n".join(text)
+
+
+def _copied_baselines():
+    """The `baselines` list of chapter 7's table cell, read from its source without running it."""
+    import ast
+
+    for cell in _notebook_json("07_transformer")["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "baselines = [" in source:
+            tree = ast.parse(source)
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "baselines":
+                    code = compile(ast.Expression(node.value), "07_transformer", "eval")  # dict(...) rows
+                    rows = eval(code, {"__builtins__": {}, "dict": dict})
+                    return {row["model"]: row for row in rows}
+    raise AssertionError("chapter 7 has no `baselines = [...]` cell any more; update this test")
+
+
+@pytest.mark.parametrize("model, stem", [("RNN seq2seq", "05b_seq2seq"), ("Bahdanau", "06_attention")])
+def test_copied_table_rows_match_the_chapters_that_produce_them(model, stem):
+    import re
+
+    row, printed = _copied_baselines()[model], _stream_text(stem)
+    where = f"chapter 7's `baselines` row {model!r} does not match {stem}.ipynb's outputs; copy its numbers"
+    assert f"{row['parameters']:,} parameters" in printed, where
+    trained = re.search(r"trained (\d+) epochs in (\d+) s; final training loss ([\d.]+)", printed)
+    assert trained, f"{stem}.ipynb no longer prints 'trained N epochs in S s; final training loss L'"
+    produced = (int(trained[1]), int(trained[2]), float(trained[3]))
+    assert (row["epochs"], row["seconds"], row["loss"]) == produced, where
+    bleu = re.search(r"greedy:?\s+(?:corpus BLEU )?([\d.]+).*?beam \(k=3\):?\s+(?:corpus BLEU )?([\d.]+)",
+                     printed, re.S)
+    assert bleu, f"{stem}.ipynb no longer prints its greedy and beam corpus BLEU"
+    assert (row["greedy"], row["beam"]) == (float(bleu[1]), float(bleu[2])), where
