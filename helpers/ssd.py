@@ -76,6 +76,7 @@ __all__ = [
     "raw_outputs",
     "resize_images",
     "ssd_loss",
+    "targets_to_list",
     "train_ssd",
 ]
 
@@ -517,7 +518,10 @@ def detect(net: TinySSD, images: torch.Tensor, pos_threshold: float = 0.5, nms_t
     return detections_from_raw(raw, pos_threshold, nms_threshold, class_aware, image_size)
 
 
-def _truth(targets: torch.Tensor, height: int, width: int) -> list[dict[str, torch.Tensor]]:
+def targets_to_list(targets: torch.Tensor, height: int, width: int) -> list[dict[str, torch.Tensor]]:
+    """Ground truth (N, G, 5) rows ``[class, x1, y1, x2, y2]`` (normalised, padding class < 0) as one
+    dict ``{"boxes" (in pixels of a height x width image), "labels"}`` per image: the format of
+    :mod:`helpers.average_precision` and of drawing."""
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     truth = []
     for rows in targets.detach().cpu().float():
@@ -550,7 +554,8 @@ def evaluate_ssd(net: TinySSD, images: torch.Tensor, targets: torch.Tensor, pos_
     raw = raw_outputs(net, images)
     h, w = raw["image_size"]
     found = detections_from_raw(raw, pos_threshold, nms_threshold, class_aware)
-    ap = mean_average_precision([{k: v.cpu() for k, v in d.items()} for d in found], _truth(targets, h, w))
+    found = [{k: v.cpu() for k, v in d.items()} for d in found]
+    ap = mean_average_precision(found, targets_to_list(targets, h, w))
     result = {"map_50": ap["map_50"], "map": ap["map"], "map_75": ap["map_75"],
               "per_class_50": ap["per_class_50"], "per_class": ap["per_class"]}
     if d2l_metrics:

@@ -336,3 +336,14 @@ def test_the_module_imports_no_plotting_or_widget_code():
             "print([m for m in ('matplotlib.pyplot', 'ipywidgets') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_targets_to_list_drops_padding_and_scales_to_pixels():
+    from helpers.ssd import targets_to_list
+
+    targets = torch.tensor([[[0, 0.1, 0.2, 0.3, 0.4], [-1, -1, -1, -1, -1]],
+                            [[2, 0.5, 0.5, 1.0, 1.0], [1, 0.0, 0.0, 0.25, 0.5]]])
+    truth = targets_to_list(targets, height=100, width=200)
+    assert [t["labels"].tolist() for t in truth] == [[0], [2, 1]]
+    assert torch.allclose(truth[0]["boxes"], torch.tensor([[20.0, 20.0, 60.0, 40.0]]))
+    assert torch.allclose(truth[1]["boxes"][1], torch.tensor([0.0, 0.0, 50.0, 50.0]))
