@@ -1,7 +1,7 @@
 """Shared helpers for the course notebooks.
 
-Modules, one concern each (the model modules attention, transformer, seq2seq, boxes, ssd and
-segmentation import no widget or pyplot code, which a test checks):
+Modules, one concern each (the model modules attention, transformer, seq2seq, boxes, ssd,
+segmentation and bert import no widget or pyplot code, which a test checks):
 
 - ``helpers.config``: ``setup()`` (seed, device, CPU threads, fast mode), ``by_mode(full=..., fast=...)``
 - ``helpers.training``: ``TrainingRun`` (the bookkeeping of any training loop), the batch contract
@@ -30,6 +30,9 @@ segmentation import no widget or pyplot code, which a test checks):
   explorers (chapter 9)
 - ``helpers.ssd``: the single-shot multibox detector, its loss, training and evaluation (chapter 9)
 - ``helpers.segmentation``: the FCN, bilinear upsampling, pixel accuracy and mean IoU (chapter 9b)
+- ``helpers.bert``: BERT (encoder, MLM and NSP heads), masking, pre-training on WikiText-2,
+  saving and loading, fine-tuning and the bag-of-words baseline (chapters 10 and 10b)
+- ``helpers.bert_explorer``: the masking, fill-in-the-blank and attention-heads explorers (chapter 10)
 """
 
 from helpers.config import by_mode, is_fast, setup

@@ -347,26 +347,30 @@ def next_sentence_examples(
 
 
 def mask_for_mlm(
-    tokens: Sequence[str], vocab: Vocab, rng: random.Random, mask_ratio: float = 0.15
+    tokens: Sequence[str], vocab: Vocab, rng: random.Random, mask_ratio: float = 0.15, skip_unk: bool = False
 ) -> tuple[list[int], list[int], list[int]]:
     """Corrupt a BERT input for masked language modelling.
 
-    ``mask_ratio`` of the tokens (at least one; never ``<cls>``/``<sep>``) are chosen for
-    prediction; each chosen token becomes ``<mask>`` with probability 0.8, a random vocabulary
-    token with 0.1, or stays unchanged with 0.1. Returns the corrupted token ids, the chosen
+    ``mask_ratio`` of the tokens (at least one; never ``<cls>``/``<sep>``, and with ``skip_unk``
+    never a word outside the vocabulary) are chosen for prediction; each chosen token becomes
+    ``<mask>`` with probability 0.8, a random ordinary vocabulary token (not ``<unk>`` or a reserved
+    token) with 0.1, or stays unchanged with 0.1. Returns the corrupted token ids, the chosen
     positions (in increasing order) and the original token ids there (the labels).
+    ``helpers.bert.mask_tokens`` does the same for a whole padded batch at once.
     """
-    candidates = [i for i, tok in enumerate(tokens) if tok not in ("<cls>", "<sep>")]
+    candidates = [i for i, tok in enumerate(tokens)
+                  if tok not in ("<cls>", "<sep>") and not (skip_unk and tok not in vocab)]
     rng.shuffle(candidates)
     num_preds = max(1, round(len(tokens) * mask_ratio))
     chosen = sorted(candidates[:num_preds])
     corrupted = list(tokens)
+    first_ordinary = 1 + len(BERT_RESERVED_TOKENS)  # after <unk> and the reserved tokens
     for pos in chosen:
         draw = rng.random()
         if draw < 0.8:
             corrupted[pos] = "<mask>"
         elif draw < 0.9:
-            corrupted[pos] = rng.choice(vocab.idx_to_token)
+            corrupted[pos] = vocab.idx_to_token[rng.randrange(first_ordinary, len(vocab))]
     return vocab[corrupted], chosen, vocab[[tokens[pos] for pos in chosen]]
 
 

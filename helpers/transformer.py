@@ -22,18 +22,32 @@ from torch import nn
 from helpers import seq2seq
 from helpers.attention import MultiHeadAttention, PositionalEncoding
 
+ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu}
+
+
+def check_activation(activation: str) -> str:
+    """``activation`` if it is one of :data:`ACTIVATIONS`, else a ``ValueError`` naming them."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+    return activation
+
 
 class PositionWiseFFN(nn.Module):
-    """The same two-layer MLP at every position: ``W_2 relu(W_1 x + b_1) + b_2``."""
+    """The same two-layer MLP at every position: ``W_2 act(W_1 x + b_1) + b_2``.
 
-    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, dropout: float = 0.0) -> None:
+    ``act`` is ReLU as in "Attention is all you need" or GELU (``activation="gelu"``) as in BERT.
+    """
+
+    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, dropout: float = 0.0,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.dense1 = nn.Linear(num_hiddens, ffn_num_hiddens)
         self.dense2 = nn.Linear(ffn_num_hiddens, num_hiddens)
         self.dropout = nn.Dropout(dropout)
+        self.activation = check_activation(activation)
 
     def forward(self, X):
-        return self.dense2(self.dropout(torch.relu(self.dense1(X))))
+        return self.dense2(self.dropout(ACTIVATIONS[self.activation](self.dense1(X))))
 
 
 class AddNorm(nn.Module):
@@ -53,14 +67,16 @@ class TransformerEncoderBlock(nn.Module):
 
     ``forward(X, valid_lens)`` keeps the shape ``(batch, steps, num_hiddens)``; ``valid_lens``
     (1-D) masks the padding keys. With dropout 0 it computes what ``nn.TransformerEncoderLayer``
-    (ReLU, post-norm, batch-first) computes with the same weights (:meth:`load_from_torch`).
+    (post-norm, batch-first, the same ``activation``: ReLU, or GELU as BERT) computes with the
+    same weights (:meth:`load_from_torch`).
     """
 
-    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, num_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, num_heads: int, dropout: float = 0.0,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout)
         self.addnorm1 = AddNorm(num_hiddens, dropout)
-        self.ffn = PositionWiseFFN(num_hiddens, ffn_num_hiddens, dropout)
+        self.ffn = PositionWiseFFN(num_hiddens, ffn_num_hiddens, dropout, activation)
         self.addnorm2 = AddNorm(num_hiddens, dropout)
 
     def forward(self, X, valid_lens=None):
