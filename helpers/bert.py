@@ -106,8 +106,9 @@ def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    for p in module.parameters(recurse=False):
-        nn.init.normal_(p, std=std)
+    if not isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)):
+        for p in module.parameters(recurse=False):  # e.g. BERTEncoder's learned position embeddings
+            nn.init.normal_(p, std=std)
 
 
 def gather_positions(X: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

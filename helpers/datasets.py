@@ -635,7 +635,7 @@ def read_sms_spam(
     return [records[i] for i in indices]
 
 
-def _sms_tokens(message: str) -> list[str]:
+def sms_tokens(message: str) -> list[str]:
     """Tokens of a message; the file writes ``< > &`` as HTML entities (``&lt;#&gt;``)."""
     return tokenize_english(html.unescape(message))
 
@@ -655,7 +655,7 @@ def sms_spam_tensors(split: str, vocab: Vocab, max_len: int, fast: bool | None =
     keep = fast_subset("sms_spam", split, labels, fast, seed)
     if keep is not None:
         records, labels = _pick(records, keep), labels[keep]
-    tokens = [_sms_tokens(message) for _, message in records]
+    tokens = [sms_tokens(message) for _, message in records]
     return (*bert_input_tensors(tokens, None, vocab, max_len), labels)
 
 

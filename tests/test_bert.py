@@ -1177,3 +1177,11 @@ def test_warmup_linear_schedule_follows_the_formula():
     assert lrs[total - 1] == pytest.approx(lr / (total - warmup)) and lrs[total] == 0
     assert all(a < b for a, b in zip(lrs[:warmup - 1], lrs[1:warmup], strict=True))
     assert all(a > b for a, b in zip(lrs[warmup:total], lrs[warmup + 1:total + 1], strict=True))
+
+
+def test_init_bert_weights_leaves_biases_of_a_linear_layer_at_zero():
+    layer = nn.Linear(8, 3)
+    bert.init_bert_weights(layer)
+    assert torch.equal(layer.bias, torch.zeros(3)) and 0.005 < layer.weight.std() < 0.05
+    encoder = bert.BERTEncoder(20, num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=1, max_len=6)
+    assert encoder.pos_embedding.abs().sum() > 0  # the encoder's own parameter is drawn too

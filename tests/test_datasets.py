@@ -463,7 +463,7 @@ def test_sms_spam_tensors_are_bert_single_sentence_inputs(wiki_vocab):
     assert (tokens.gather(1, (valid_lens - 1)[:, None]) == wiki_vocab["<sep>"]).all()
     assert (tokens[torch.arange(64) >= valid_lens[:, None]] == wiki_vocab["<pad>"]).all()
     entity = next(text for _, text in D.read_sms_spam() if "&lt;#&gt;" in text)
-    assert "<" in D._sms_tokens(entity) and "lt" not in D._sms_tokens(entity)  # HTML entities decoded
+    assert "<" in D.sms_tokens(entity) and "lt" not in D.sms_tokens(entity)  # HTML entities decoded
 
 
 def test_sms_spam_fast_mode_and_loader(wiki_vocab, monkeypatch):
