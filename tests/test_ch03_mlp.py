@@ -73,7 +73,67 @@ def test_scratch_mlp_equals_nn_sequential_in_outputs_and_gradients():
     assert len(list(scratch.parameters())) == 4
 
 
-# ---- 3.4 model selection -----------------------------------------------------------------------
+# ---- 3.4 backpropagation by hand ---------------------------------------------------------------
+
+
+def _random_params(d, h, q, gen):
+    return {"W1": 0.2 * torch.randn(d, h, generator=gen), "b1": 0.1 * torch.randn(h, generator=gen),
+            "W2": 0.2 * torch.randn(h, q, generator=gen), "b2": 0.1 * torch.randn(q, generator=gen)}
+
+
+@pytest.mark.parametrize("activation,library", [("relu", torch.relu), ("sigmoid", torch.sigmoid),
+                                                ("tanh", torch.tanh), ("silu (swish)", F.silu)])
+def test_mlp_backward_equals_autograd(activation, library):
+    gen = torch.Generator().manual_seed(1)
+    X, y = torch.randn(37, 3, 5, 5, generator=gen), torch.randint(0, 7, (37,), generator=gen)
+    params = _random_params(75, 19, 7, gen)
+    cache = ch3.mlp_forward(X, params, activation)
+    assert {k: tuple(cache[k].shape) for k in ("X", "Z", "H", "O", "P")} == {
+        "X": (37, 75), "Z": (37, 19), "H": (37, 19), "O": (37, 7), "P": (37, 7)}
+    assert torch.allclose(cache["P"].sum(dim=1), torch.ones(37), atol=1e-6)
+    grads = ch3.mlp_backward(cache, y, params)
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    hidden = library(X.reshape(37, -1) @ leaves["W1"] + leaves["b1"])
+    loss = F.cross_entropy(hidden @ leaves["W2"] + leaves["b2"], y)
+    assert ch3.mlp_loss(cache, y).item() == pytest.approx(loss.item(), abs=1e-6)
+    expected = torch.autograd.grad(loss, list(leaves.values()))
+    assert list(grads) == ["W1", "b1", "W2", "b2"]
+    for (name, ours), theirs in zip(grads.items(), expected, strict=True):
+        assert ours.shape == params[name].shape
+        assert torch.allclose(ours, theirs, atol=1e-6), name
+
+
+def test_mlp_backward_gives_mlp_scratchs_gradients():
+    torch.manual_seed(0)
+    scratch = ch3.MLPScratch(784, 16, 10, sigma=0.1)
+    X, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    F.cross_entropy(scratch(X), y).backward()
+    params = {name: p.detach() for name, p in scratch.named_parameters()}  # the same names W1, b1, W2, b2
+    grads = ch3.mlp_backward(ch3.mlp_forward(X, params, "relu"), y, params)
+    for name, p in scratch.named_parameters():
+        assert torch.allclose(grads[name], p.grad, atol=1e-6), name
+
+
+def test_mlp_forward_is_stable_for_huge_logits():
+    gen = torch.Generator().manual_seed(0)
+    params = {k: 1000 * v for k, v in _random_params(4, 3, 5, gen).items()}
+    cache = ch3.mlp_forward(torch.randn(6, 4, generator=gen), params)
+    loss = ch3.mlp_loss(cache, torch.zeros(6, dtype=torch.long))
+    assert torch.isfinite(cache["log_P"]).all() and torch.isfinite(loss)
+    with pytest.raises(KeyError):
+        ch3.mlp_forward(torch.randn(2, 4), params, "softsign")
+
+
+def test_computational_graph_figure():
+    import matplotlib.pyplot as plt
+
+    fig = ch3.draw_computational_graph()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "softmax" in texts and "matmul" in texts and r"\phi'" in texts
+    plt.close(fig)
+
+
+# ---- 3.5 model selection -----------------------------------------------------------------------
 
 
 def test_polynomial_fit_recovers_the_cubic_and_interpolates_at_high_degree():
@@ -115,7 +175,7 @@ def test_leave_one_out_equals_the_hat_matrix_formula_and_cv_picks_degree_3():
     assert min(range(11), key=errors.__getitem__) == 3
 
 
-# ---- 3.5 weight decay --------------------------------------------------------------------------
+# ---- 3.6 weight decay --------------------------------------------------------------------------
 
 
 def test_l2_penalty_step_equals_sgd_weight_decay():
@@ -144,7 +204,7 @@ def test_weight_decay_lowers_validation_loss_and_weight_norm():
         ch3.train_weight_decay(-1.0, train, val)
 
 
-# ---- 3.6 dropout -------------------------------------------------------------------------------
+# ---- 3.7 dropout -------------------------------------------------------------------------------
 
 
 def test_dropout_statistics_match_nn_dropout():
@@ -168,7 +228,7 @@ def test_dropout_edge_cases_and_eval_mode():
         ch3.dropout_layer(H, 1.5)
 
 
-# ---- 3.7 numerical stability -------------------------------------------------------------------
+# ---- 3.8 numerical stability -------------------------------------------------------------------
 
 
 def test_xavier_uniform_matches_torch_statistics():
@@ -191,7 +251,7 @@ def test_sigmoid_gradients_vanish_and_relu_gradients_do_not():
     assert 0.1 < rel[0] / rel[-1] < 10
 
 
-# ---- 3.8 Hoeffding -----------------------------------------------------------------------------
+# ---- 3.9 Hoeffding -----------------------------------------------------------------------------
 
 
 def test_hoeffding_bound_and_samples_needed():
@@ -210,6 +270,59 @@ def test_simulated_probability_of_a_bad_training_set_respects_the_bound():
         p = ch3.bad_fraction(N, 0.05, num_trials=300)
         assert 0 <= p <= min(1.0, ch3.hoeffding_bound(N, 101, 0.05))
     assert ch3.bad_fraction(50, 0.05, num_trials=300) > ch3.bad_fraction(400, 0.05, num_trials=300)
+
+
+# ---- 3.10 diagnosing training ------------------------------------------------------------------
+
+
+def test_plain_mlp_layers_and_initializations():
+    net = ch3.plain_mlp(3, num_hiddens=64)
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(64, 784), (64, 64), (64, 64), (10, 64)]
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    he = [m for m in ch3.plain_mlp(2, num_hiddens=512, init="he") if isinstance(m, nn.Linear)]
+    assert he[1].weight.var().item() == pytest.approx(2 / 512, rel=0.05) and torch.all(he[1].bias == 0)
+    default = [m for m in ch3.plain_mlp(2, num_hiddens=512) if isinstance(m, nn.Linear)]
+    assert default[1].weight.var().item() == pytest.approx(1 / (3 * 512), rel=0.05)
+    with pytest.raises(ValueError, match="'default' or 'he'"):
+        ch3.plain_mlp(2, init="xavier")
+
+
+def test_a_deep_relu_mlp_can_compute_exactly_what_a_shallow_one_computes():
+    torch.manual_seed(0)
+    shallow, deep = ch3.plain_mlp(1, num_hiddens=32), ch3.plain_mlp(5, num_hiddens=32)
+    X = torch.rand(50, 1, 28, 28)
+    assert not torch.allclose(deep(X), shallow(X), atol=1e-3)
+    assert ch3.embed_shallow_in_deep(shallow, deep) is deep
+    assert torch.allclose(deep(X), shallow(X), atol=1e-6)
+
+
+def test_a_deep_default_init_mlp_trains_worse_than_a_shallow_one():
+    from helpers import datasets
+
+    X, y = datasets.fashion_mnist_tensors("train", fast=True)
+    X, y = X[:1000], y[:1000]
+    state = torch.get_rng_state()
+    shallow = ch3.train_and_measure(lambda: ch3.plain_mlp(1, num_hiddens=64), X, y, num_epochs=1)
+    deep = ch3.train_and_measure(lambda: ch3.plain_mlp(8, num_hiddens=64), X, y, num_epochs=1)
+    deep_he = ch3.train_and_measure(lambda: ch3.plain_mlp(8, num_hiddens=64, init="he"), X, y, num_epochs=1)
+    assert torch.equal(torch.get_rng_state(), state)  # the notebook's random numbers are left alone
+    assert deep["train_loss"] == pytest.approx(math.log(10), abs=0.01)  # stuck at chance
+    assert shallow["train_loss"] < deep["train_loss"] - 0.5
+    assert deep_he["train_loss"] < deep["train_loss"] - 0.3
+    assert deep["init_spread"] < 0.01 * deep_he["init_spread"]
+    again = ch3.train_and_measure(lambda: ch3.plain_mlp(1, num_hiddens=64), X, y, num_epochs=1)
+    assert again["train_loss"] == pytest.approx(shallow["train_loss"], abs=1e-6)  # seeded: repeatable
+
+
+def test_best_of_n_overestimates_more_with_more_candidates():
+    one, few, many = (ch3.best_of_n(n, num_val=100, num_trials=300) for n in (1, 30, 3000))
+    assert abs(one["val"] - one["test"]) < 0.01
+    assert 0 < few["val"] - few["test"] < many["val"] - many["test"]
+    assert many["val"] > many["best_true"] > many["test"] - 0.01  # looks better than any candidate is
+    assert ch3.best_of_n(30, num_val=100, num_trials=300) == few  # seeded
+    equal = ch3.best_of_n(1000, num_val=50, num_trials=100, acc_range=(0.6, 0.6))
+    assert equal["test"] == pytest.approx(0.6, abs=0.01) and equal["val"] > 0.7  # pure selection noise
 
 
 # ---- widgets -----------------------------------------------------------------------------------

@@ -124,3 +124,83 @@ def test_lenet_shapes_parameters_and_bad_activation():
         assert isinstance(net[2], pool)
     with pytest.raises(ValueError, match="'sigmoid' or 'relu'"):
         ch4.lenet("tanh")
+
+
+# ---- 4.10 dead ReLUs ---------------------------------------------------------------------------
+
+
+def _relu_outputs(net, X):
+    outputs = []
+    relus = [m for m in net if isinstance(m, nn.ReLU)]
+    hooks = [m.register_forward_hook(lambda m, i, out: outputs.append(out)) for m in relus]
+    with torch.no_grad():
+        net(X)
+    for hook in hooks:
+        hook.remove()
+    return outputs
+
+
+def test_count_dead_units_finds_switched_off_channels_and_neurons():
+    torch.manual_seed(0)
+    net, X = ch4.lenet("relu"), torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net[0].bias[[1, 4]] = -100.0  # two first-layer channels
+        net[7].bias[:5] = -1e4  # five neurons of the first dense layer
+    counts = ch4.count_dead_units(net, X)
+    assert [(name, total) for name, _, total in counts] == [
+        ("Conv2d-0", 6), ("Conv2d-3", 16), ("Linear-7", 120), ("Linear-9", 84)]
+    expected = [int((out.amax(dim=(0, 2, 3) if out.dim() == 4 else 0) == 0).sum())
+                for out in _relu_outputs(net, X)]
+    assert [dead for _, dead, _ in counts] == expected
+    assert counts[0][1] >= 2 and counts[2][1] >= 5
+    with torch.no_grad():
+        net[9].bias[:] = -1e4  # the whole second dense layer
+    assert ch4.count_dead_units(net, X)[3][1:] == (84, 84)
+
+
+def test_a_dead_channel_needs_to_be_off_everywhere():
+    net = nn.Sequential(nn.Conv2d(1, 2, kernel_size=1), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight[:] = torch.tensor([1.0, -1.0]).reshape(2, 1, 1, 1)
+        net[0].bias.zero_()
+    X = -torch.ones(3, 1, 4, 4)
+    X[2, 0, 3, 3] = 1.0  # one positive pixel in one image keeps channel 0 alive
+    assert ch4.count_dead_units(net, X) == [("Conv2d-0", 0, 2)]
+    assert ch4.count_dead_units(net, X[:2]) == [("Conv2d-0", 1, 2)]
+
+
+def test_with_leaky_relu_keeps_the_weights_and_passes_negative_inputs():
+    torch.manual_seed(0)
+    relu_net = ch4.lenet("relu")
+    leaky_net = ch4.with_leaky_relu(ch4.lenet("relu"), negative_slope=0.1)
+    leaky_net.load_state_dict(relu_net.state_dict())  # no parameters were added or renamed
+    assert [type(m) for m in leaky_net].count(nn.LeakyReLU) == 4 and leaky_net[1].negative_slope == 0.1
+    X = torch.rand(4, 1, 28, 28)
+    manual = X
+    for layer in relu_net:
+        manual = F.leaky_relu(manual, 0.1) if isinstance(layer, nn.ReLU) else layer(manual)
+    assert torch.allclose(leaky_net(X), manual, atol=1e-6)
+
+
+def test_a_dead_last_hidden_layer_leaves_only_the_output_bias_with_a_gradient():
+    torch.manual_seed(0)
+    net, X, y = ch4.lenet("relu"), torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    assert len(ch4.parameters_with_gradient(net, X, y)) == 10
+    with torch.no_grad():
+        net[9].bias[:] = -1e4
+    assert ch4.parameters_with_gradient(net, X, y) == ["11.bias"]
+
+
+def test_train_lenet_keep_returns_the_network_its_history_describes():
+    gen = torch.Generator().manual_seed(0)
+    train = (torch.rand(96, 1, 28, 28, generator=gen), torch.randint(0, 10, (96,), generator=gen))
+    val = (torch.rand(40, 1, 28, 28, generator=gen), torch.randint(0, 10, (40,), generator=gen))
+    net, history = ch4.train_lenet_keep(0.1, 32, 2, train, val)
+    assert not net.training and len(history["val_acc"]) == 2
+    assert vision.evaluate_accuracy(net, *val) == pytest.approx(history["val_acc"][-1], abs=1e-6)
+    assert history["val_loss"] == ch4.run_lenet(0.1, 32, 2, train, val)["val_loss"]  # the explorer's recipe
+    _, other_seed = ch4.train_lenet_keep(0.1, 32, 2, train, val, seed=1)
+    assert other_seed["val_loss"] != history["val_loss"]
+    make_leaky = lambda: ch4.with_leaky_relu(ch4.lenet("relu"))
+    leaky, _ = ch4.train_lenet_keep(0.1, 32, 1, train, val, make_model=make_leaky)
+    assert any(isinstance(m, nn.LeakyReLU) for m in leaky)
