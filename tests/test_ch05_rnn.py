@@ -177,3 +177,31 @@ def test_char_model_training_keeps_the_best_epoch_and_summarizes_it():
 def test_sequential_sampler_demo_is_deterministic():
     batches = list(text.seq_data_iter_sequential(list(range(35)), 2, 5, generator=0))
     assert batches[1][0][0, 0] == batches[0][0][0, -1] + 1  # row 0 continues across batches
+
+
+@pytest.mark.parametrize("cell", [nn.RNN, nn.GRU, nn.LSTM])
+def test_state_gradient_norms_last_step_and_length(cell):
+    torch.manual_seed(0)
+    model = sequence.RNNLM(cell(12, 8, batch_first=True), 12)
+    X, Y = torch.randint(0, 12, (5, 9)), torch.randint(0, 12, (5, 9))
+    norms = ch5.state_gradient_norms(model, X, Y)
+    assert len(norms) == 9 and all(n >= 0 for n in norms)
+    # At the last step only the output layer stands between h_T and the loss: d loss / d h_T is
+    # W_dense^T (softmax - one-hot) / batch for every example.
+    with torch.no_grad():
+        _, state = model.rnn(torch.nn.functional.one_hot(X, 12).float())
+        h_last = (state[0] if isinstance(state, tuple) else state)[-1]
+        probs = model.dense(h_last).softmax(-1)
+        residual = probs - torch.nn.functional.one_hot(Y[:, -1], 12)
+        expected = (residual @ model.dense.weight / 5).norm(dim=1).mean()
+    assert norms[-1] == pytest.approx(expected.item(), rel=1e-5)
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.parameters())  # gradients cleared
+
+
+def test_state_gradient_norms_vanish_without_recurrence():
+    torch.manual_seed(0)
+    model = sequence.RNNLM(nn.RNN(12, 8, batch_first=True), 12)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.zero_()  # h_t no longer depends on h_{t-1}
+    norms = ch5.state_gradient_norms(model, torch.randint(0, 12, (5, 9)), torch.randint(0, 12, (5, 9)))
+    assert norms[-1] > 0 and all(n == 0 for n in norms[:-1])
