@@ -480,6 +480,17 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_gpu_section(text: str, report_path: Path) -> str:
+    """``text`` followed by the GPU section of the report now at ``report_path``, if it has one:
+    ``tools/gpu_report.py`` writes that section from a run on a lent GPU, which ``make bench``
+    (on this machine) cannot repeat, so a new report keeps it."""
+    old = report_path.read_text(encoding="utf-8") if report_path.exists() else ""
+    start, end = old.find("<!-- gpu:start -->"), old.find("<!-- gpu:end -->")
+    if start == -1 or end < start:
+        return text
+    return text.rstrip("\n") + "\n\n" + old[start:end + len("<!-- gpu:end -->")] + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -505,7 +516,7 @@ def main() -> None:
         if rows:
             results.setdefault("notebooks", {}).update(rows)
         args.results.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-        text = report(results)
+        text = with_gpu_section(report(results), args.report)
         args.report.write_text(text, encoding="utf-8")
         return text
 

@@ -3,10 +3,11 @@
 Modules, one concern each (the model modules attention, transformer, seq2seq, boxes, ssd,
 segmentation and bert import no widget or pyplot code, which a test checks):
 
-- ``helpers.config``: ``setup()`` (seed, device, CPU threads, fast mode), ``by_mode(full=..., fast=...)``
+- ``helpers.config``: ``setup()`` (seed, device, CPU threads, fast mode), ``default_device()`` (where
+  training goes; ``COURSE_DEVICE`` overrides), ``by_mode(full=..., fast=...)``
 - ``helpers.training``: ``TrainingRun`` (the bookkeeping of any training loop), the batch contract
   (``Batch``, ``split_batch``, ``to_device``), ``fit``, ``evaluate``, ``make_optimizer``,
-  ``train_with``, ``model_device``
+  ``train_with``, ``model_device``, ``training_device``
 - ``helpers.data``: synthetic regression data, ``make_loader`` and ``map_batches``
 - ``helpers.sources``: the files in ``data/``: where they are, their checksums, where they come from
 - ``helpers.datasets``: the loaders of the shipped data sets (``read_*``, ``*_tensors``, ``load_*``)
@@ -33,6 +34,8 @@ segmentation and bert import no widget or pyplot code, which a test checks):
 - ``helpers.bert``: BERT (encoder, MLM and NSP heads), masking, pre-training on WikiText-2,
   saving and loading, fine-tuning and the bag-of-words baseline (chapters 10 and 10b)
 - ``helpers.bert_explorer``: the masking, fill-in-the-blank and attention-heads explorers (chapter 10)
+- ``helpers.diagrams``: architecture figures (RNN, GRU, LSTM, seq2seq, Bahdanau attention, the
+  Transformer, batch vs layer norm), drawn with matplotlib without pyplot
 """
 
 from helpers.config import by_mode, is_fast, setup

@@ -35,7 +35,7 @@ from helpers.text import (
     next_sentence_examples,
     tokenize,
 )
-from helpers.training import TrainingRun, model_device
+from helpers.training import TrainingRun, model_device, training_device
 
 PAD, MASK, CLS, SEP = BERT_RESERVED_TOKENS
 MASK_RATIO = 0.15
@@ -454,7 +454,7 @@ def warmup_linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, 
 def pretrain_bert(model: BERTModel, corpus: PretrainingCorpus, num_epochs: int, batch_size: int = 128,
                   lr: float = 2e-3, warmup: float = 0.1, weight_decay: float = 0.01, seed: int = 0,
                   skip_unk: bool = True, heldout: dict[str, torch.Tensor] | None = None,
-                  grad_clip: float = 1.0, nsp_weight: float = 1.0, **run_options) -> TrainingRun:
+                  grad_clip: float = 1.0, nsp_weight: float = 1.0, device=None, **run_options) -> TrainingRun:
     """Pre-train ``model`` with MLM + NSP on ``corpus.train``; return the finished :class:`TrainingRun`.
 
     Every epoch draws new next-sentence pairs and a new masking (seeded by ``seed`` and the
@@ -464,9 +464,11 @@ def pretrain_bert(model: BERTModel, corpus: PretrainingCorpus, num_epochs: int, 
     Recorded per epoch: the training ``mlm_loss`` and ``nsp_loss``, and with ``heldout`` (from
     :func:`heldout_examples`) the held-out ``val_mlm_loss``, ``val_mlm_acc`` (targets other than
     ``<unk>``) and ``val_nsp_acc``. ``run_options`` go to :class:`TrainingRun` (``live``,
-    ``progress``, ``verbose``).
+    ``progress``, ``verbose``). The model trains on ``device`` (default: the one :func:`helpers.setup`
+    chose).
     """
-    device = model_device(model)
+    device = training_device(device)
+    model.to(device)
     max_len = model.encoder.max_len
     # Each epoch's pairs are drawn up front: their number varies (long pairs are skipped), and the
     # schedule must end exactly at the last step.
@@ -524,10 +526,11 @@ def pretrain_small_bert(corpus: PretrainingCorpus, fast: bool | None = None, see
     if fast:
         corpus = PretrainingCorpus(corpus.vocab, corpus.train[: recipe["fast_paragraphs"]], corpus.heldout)
     torch.manual_seed(seed)
-    model = BERTModel(len(corpus.vocab), **SMALL_BERT).to(device or "cpu")
+    device = training_device(device)
+    model = BERTModel(len(corpus.vocab), **SMALL_BERT).to(device)
     run = pretrain_bert(model, corpus, recipe["fast_epochs" if fast else "full_epochs"],
                         batch_size=recipe["batch_size"], lr=recipe["lr"], warmup=recipe["warmup"], seed=seed,
-                        nsp_weight=recipe["nsp_weight"], heldout=heldout, **run_options)
+                        nsp_weight=recipe["nsp_weight"], heldout=heldout, device=device, **run_options)
     return model, run
 
 
@@ -614,13 +617,14 @@ def vocab_from_tokens(idx_to_token: Sequence[str]) -> Vocab:
 
 
 def load_pretrained(path: str | os.PathLike, device=None) -> tuple[BERTModel, Vocab, dict]:
-    """``(model, vocab, info)`` from a file written by :func:`save_pretrained`."""
+    """``(model, vocab, info)`` from a file written by :func:`save_pretrained`; the model on ``device``
+    (default: the one :func:`helpers.setup` chose), in evaluation mode."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No pre-trained BERT at {path}: run chapter 10 (10_bert.ipynb) to write it.")
-    saved = torch.load(path, map_location=device or "cpu", weights_only=True)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     model = BERTModel(**saved["config"])
     model.load_state_dict(saved["state_dict"])
-    return model.to(device or "cpu").eval(), vocab_from_tokens(saved["idx_to_token"]), saved["info"]
+    return model.to(training_device(device)).eval(), vocab_from_tokens(saved["idx_to_token"]), saved["info"]
 
 
 # =============================================================================================
@@ -650,9 +654,11 @@ class BERTClassifier(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model: BERTModel, num_classes: int) -> BERTClassifier:
-        """A classifier with copies of ``model``'s encoder and pooler (``model`` is left unchanged)."""
-        return cls(copy.deepcopy(model.encoder), copy.deepcopy(model.pooler), num_classes,
-                   model.config["dropout"])
+        """A classifier with copies of ``model``'s encoder and pooler (``model`` is left unchanged), on
+        ``model``'s device."""
+        classifier = cls(copy.deepcopy(model.encoder), copy.deepcopy(model.pooler), num_classes,
+                         model.config["dropout"])
+        return classifier.to(model_device(model))
 
     @classmethod
     def from_scratch(cls, config: dict, num_classes: int) -> BERTClassifier:
@@ -723,15 +729,17 @@ def predict_classes(model: nn.Module, examples: dict[str, torch.Tensor],
 
 def fine_tune(model: nn.Module, train: dict[str, torch.Tensor], val: dict[str, torch.Tensor], num_epochs: int,
               lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.01, warmup: float = 0.1,
-              seed: int = 0, **run_options) -> TrainingRun:
+              seed: int = 0, device=None, **run_options) -> TrainingRun:
     """Train a classifier (all its parameters) with cross-entropy; keep the epoch best on ``val``.
 
     ``train``/``val`` are dicts from :func:`as_examples`. AdamW with warm-up and linear decay
     (:func:`warmup_linear_schedule`), batches cut to their longest input (:func:`batches`).
     Records ``train_loss``, ``train_acc`` and ``val_acc`` per epoch and restores the weights of the
-    epoch with the best ``val_acc``. ``run_options`` go to :class:`TrainingRun`.
+    epoch with the best ``val_acc``. ``run_options`` go to :class:`TrainingRun`. The model trains on
+    ``device`` (default: the one :func:`helpers.setup` chose).
     """
-    device = model_device(model)
+    device = training_device(device)
+    model.to(device)
     steps_per_epoch = math.ceil(len(train["tokens"]) / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = warmup_linear_schedule(optimizer, max(1, round(warmup * num_epochs * steps_per_epoch)),

@@ -5,6 +5,13 @@ fastest available device (cuda, then mps, then cpu), chooses how many CPU thread
 reads the fast-mode switch and prints one line such as
 ``device cpu | threads 2 | mode full | seed 0 | torch 2.14.1``.
 
+Device: the one decision is made here and used everywhere. ``COURSE_DEVICE=cpu`` (or ``cuda``,
+``mps``; or ``setup(device=...)``) overrides the choice, and a device the machine lacks is an error,
+not a silent fallback. :func:`default_device` returns it, and every training function of
+``helpers`` (``fit``, ``train_with``, ``train_classifier``, ``train_lm``, ``train_seq2seq``,
+``train_ssd``, ``train_fcn``, ``pretrain_bert``, ``fine_tune``) moves the model and its batches
+there unless given a ``device``; evaluation and decoding run where the model is.
+
 Threads (:func:`choose_threads`): torch runs an operation on several cores with OpenMP, whose
 threads meet at a barrier after every operation and spin while they wait. When another process
 keeps a core busy (a browser, a second notebook), one of our threads is descheduled and every
@@ -39,6 +46,7 @@ import torch
 
 FAST_ENV_VAR = "COURSE_FAST"
 THREADS_ENV_VAR = "COURSE_THREADS"
+DEVICE_ENV_VAR = "COURSE_DEVICE"
 DEFAULT_THREADS = torch.get_num_threads()
 """torch's own choice when this module was imported (usually the number of physical cores)."""
 _TRUE = {"1", "true", "yes", "on"}
@@ -72,14 +80,72 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def pick_device() -> torch.device:
     """Return the best available device: cuda, then Apple's mps, then cpu."""
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a :class:`torch.device` if this machine has it, else a ValueError that says what
+    to change (e.g. ``COURSE_DEVICE=cuda`` on a machine without a GPU)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{device!r} is not a device torch knows; use cpu, cuda, cuda:1 or mps.") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"Device {device} was asked for, but torch sees no CUDA GPU here (torch "
+                             f"{torch.__version__}); use cpu (and unset {DEVICE_ENV_VAR} if it is set).")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"Device {device} was asked for, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0.")
+        if device.index is None:  # tensors report cuda:0; with the index, "already there" checks match
+            device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type == "mps" and not _mps_available():
+        raise ValueError(f"Device mps was asked for, but torch sees no Apple GPU here; use cpu (and unset "
+                         f"{DEVICE_ENV_VAR} if it is set).")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"The course runs on cpu, cuda or mps, not {device.type}.")
+    return device
+
+
+def choose_device(device: torch.device | str | None = None) -> tuple[torch.device, str]:
+    """The device the course trains on, and why: ``device`` (an argument) wins, then
+    ``$COURSE_DEVICE`` (e.g. ``cpu`` to compare with the committed outputs on a GPU machine), then
+    :func:`pick_device`. An unavailable device is a ValueError, never a silent fallback."""
+    if device is not None:
+        return check_device(device), "as asked"
+    raw = os.environ.get(DEVICE_ENV_VAR, "").strip().lower()
+    if raw:
+        return check_device(raw), f"from {DEVICE_ENV_VAR}"
+    return pick_device(), "best available"
+
+
+_device = torch.device("cpu")  # set by setup(); what default_device() returns
+
+
+def default_device() -> torch.device:
+    """The device :func:`setup` chose (the CPU until it runs): where the course's training
+    functions (``fit``, ``train_lm``, ``train_seq2seq``, ...) put the model and its batches when
+    they are not given a ``device``."""
+    return _device
+
+
+def set_default_device(device: torch.device | str) -> torch.device:
+    """Make ``device`` the course's default (checked as by :func:`check_device`); returns it.
+    :func:`setup` calls it; tests use it to train on a chosen device."""
+    global _device
+    _device = check_device(device)
+    return _device
 
 
 def _cpu_seconds() -> tuple[float, float] | None:
@@ -214,6 +280,7 @@ class Setup:
     fast: bool
     threads: int = 1
     threads_reason: str = ""
+    device_reason: str = ""
 
     @property
     def mode(self) -> str:
@@ -223,26 +290,35 @@ class Setup:
         threads = f"threads {self.threads}"
         if self.threads_reason and "busy" in self.threads_reason:
             threads += f" ({self.threads_reason})"
-        return (f"device {self.device.type} | {threads} | mode {self.mode} | seed {self.seed} | "
+        device = f"device {self.device}"
+        if self.device_reason.startswith("from"):
+            device += f" ({self.device_reason})"
+        return (f"{device} | {threads} | mode {self.mode} | seed {self.seed} | "
                 f"torch {torch.__version__}")
 
 
-def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> Setup:
+def setup(seed: int = 0, threads: int | None = None, verbose: bool = True,
+          device: torch.device | str | None = None) -> Setup:
     """Seed everything, pick the device and the CPU threads, read fast mode, apply the plot style;
     print one line.
 
     Call it once in a notebook's first code cell. ``threads=None`` lets :func:`choose_threads`
-    decide (``$COURSE_THREADS`` overrides). Returns a :class:`Setup`.
+    decide (``$COURSE_THREADS`` overrides); ``device=None`` lets :func:`choose_device` decide
+    (``$COURSE_DEVICE`` overrides). The device becomes :func:`default_device`, where the training
+    functions put models and batches. Returns a :class:`Setup`.
     """
     from helpers import plotting  # local import: plotting pulls in matplotlib
 
     global _auto_threads
+    chosen_device, device_reason = choose_device(device)
     num_threads, reason = choose_threads(threads)
+    set_default_device(chosen_device)
     torch.set_num_threads(num_threads)
     _auto_threads = threads is None and _threads_from_env() is None
     seed_everything(seed)
     plotting.use_course_style()
-    info = Setup(seed=seed, device=pick_device(), fast=is_fast(), threads=num_threads, threads_reason=reason)
+    info = Setup(seed=seed, device=chosen_device, fast=is_fast(), threads=num_threads, threads_reason=reason,
+                 device_reason=device_reason)
     if verbose:
         print(info.summary())
     return info

@@ -42,7 +42,8 @@ class TensorLoader:
 
     Behaves like ``DataLoader(TensorDataset(*tensors), batch_size, shuffle, drop_last)``:
     ``len(loader)`` is the number of batches and iterating yields tuples of tensors. With a
-    ``seed`` the sequence of shuffles is the same on every run.
+    ``seed`` the sequence of shuffles is the same on every run, on every device. With a ``device``
+    the tensors are copied there once, so that a GPU is not fed one small copy per batch.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class TensorLoader:
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         if not tensors:
             raise ValueError("Give at least one tensor, e.g. TensorLoader(X, y, batch_size=32).")
@@ -61,6 +63,8 @@ class TensorLoader:
             raise ValueError(f"All tensors need the same first dimension; got sizes {sizes}.")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if device is not None:
+            tensors = tuple(t.to(device) for t in tensors)
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -79,6 +83,8 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n, bs = self.num_examples, self.batch_size
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        if order is not None and order.device != self.tensors[0].device:
+            order = order.to(self.tensors[0].device)  # drawn on the CPU: the same shuffles everywhere
         for i in range(len(self)):
             if order is None:
                 yield tuple(t[i * bs : (i + 1) * bs] for t in self.tensors)
@@ -93,12 +99,16 @@ def make_loader(
     shuffle: bool = True,
     drop_last: bool = False,
     seed: int | None = None,
+    device: torch.device | str | None = None,
 ) -> TensorLoader:
     """Return a minibatch iterator over in-memory tensors (see :class:`TensorLoader`).
 
-    Example: ``train_iter = make_loader(X, y, batch_size=32, seed=0)``.
+    Example: ``train_iter = make_loader(X, y, batch_size=32, seed=0)``. ``device`` (e.g.
+    ``info.device``) keeps the tensors there; by default they stay where they are, and the training
+    functions move each batch to the model's device.
     """
-    return TensorLoader(*tensors, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+    return TensorLoader(*tensors, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                        device=device)
 
 
 class MappedLoader:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers.detection import SHAPE_CLASSES, draw_detection_grid
-from helpers.training import History, TrainingRun, make_optimizer, model_device
+from helpers.training import History, TrainingRun, make_optimizer, model_device, training_device
 
 SHAPES_NUM_CLASSES = len(SHAPE_CLASSES) + 1  # background + banana, disc, square
 SHAPES_CLASS_NAMES = ("background", *SHAPE_CLASSES)
@@ -369,6 +369,7 @@ def train_fcn(
     live: bool | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    device: torch.device | str | None = None,
 ) -> History:
     """Train a segmentation network with per-pixel cross-entropy; return its
     :class:`~helpers.training.History`.
@@ -389,7 +390,8 @@ def train_fcn(
     included, see :func:`mean_iou`). ``keep_best=('val_miou', 'max')`` restores the best epoch's
     weights at the end (a choice made on the validation set, so its numbers become optimistic).
     ``seed`` fixes the order of the batches (and the flips); by default it follows torch's seed,
-    which :func:`helpers.setup` sets.
+    which :func:`helpers.setup` sets. The network trains on ``device`` (default: the one
+    :func:`helpers.setup` chose), the images going there one batch at a time.
     """
     images, masks = train
     val_images, val_masks = val
@@ -399,7 +401,8 @@ def train_fcn(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if not 0 <= warmup_fraction < 1:
         raise ValueError(f"warmup_fraction must lie in [0, 1), got {warmup_fraction!r}.")
-    device = model_device(net)
+    device = training_device(device)
+    net.to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay=weight_decay)
@@ -425,7 +428,7 @@ def train_fcn(
                 idx = order[i * batch_size : (i + 1) * batch_size]
                 X, Y = _as_float_images(images[idx]).to(device), masks[idx].long().to(device)
                 if flip:
-                    mirror = torch.rand(len(idx), generator=gen) < 0.5
+                    mirror = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
                     X[mirror], Y[mirror] = X[mirror].flip(-1), Y[mirror].flip(-1)
                 loss = loss_fn(net(X), Y)
                 opt.zero_grad(set_to_none=True)

@@ -60,7 +60,7 @@ from helpers.boxes import (
     multibox_target,
     offset_inverse,
 )
-from helpers.training import History, TrainingRun, make_optimizer, model_device
+from helpers.training import History, TrainingRun, make_optimizer, model_device, training_device
 
 __all__ = [
     "DEFAULT_RATIOS",
@@ -358,6 +358,16 @@ class SSDData:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> SSDData:
+        """The same data set with every tensor on ``device``."""
+        flipped = None if self.flipped is None else tuple(t.to(device) for t in self.flipped)
+        return SSDData(self.images.to(device), self.targets.to(device), self.class_labels.to(device),
+                       self.bbox_offsets.to(device), flipped)
+
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
@@ -397,7 +407,7 @@ def _check_targets(images: torch.Tensor, targets: torch.Tensor) -> None:
 
 
 def prepare_ssd_data(net: TinySSD, images: torch.Tensor, targets: torch.Tensor, flip: bool = True,
-                     iou_threshold: float = IOU_THRESHOLD) -> SSDData:
+                     iou_threshold: float = IOU_THRESHOLD, device=None) -> SSDData:
     """Resize ``images`` to ``net.image_size`` once and label every anchor of every image once.
 
     ``images`` (N, 3, H, W) uint8 or floats in [0, 1]; ``targets`` (N, G, 5) ``[class, x1, y1, x2,
@@ -405,10 +415,12 @@ def prepare_ssd_data(net: TinySSD, images: torch.Tensor, targets: torch.Tensor, 
     The anchors are ``net.anchors()``; :func:`helpers.boxes.multibox_target` labels them all at
     once (a fraction of a second for 1,000 images; an anchor is positive from an IoU of
     ``iou_threshold`` on), and with ``flip`` also the anchors of the horizontally flipped images
-    (:func:`flip_targets`). Everything lands on the model's device.
+    (:func:`flip_targets`). The net and the data go to ``device`` (default: the one
+    :func:`helpers.setup` chose, where :func:`train_ssd` trains).
     """
     _check_targets(images, targets)
-    device = model_device(net)
+    device = training_device(device)
+    net.to(device)
     X = resize_images(images, net.image_size).to(device).contiguous(memory_format=torch.channels_last)
     targets = targets.to(device=device, dtype=torch.float32)
     anchors = net.anchors()
@@ -587,7 +599,7 @@ def train_ssd(net: TinySSD, train_data: SSDData, val_data: tuple[torch.Tensor, t
               num_epochs: int = 12, lr: float = 3e-3, batch_size: int = 32, weight_decay: float = 1e-4,
               warmup_steps: int = 30, flip: bool = True, negative_ratio: float | None = None,
               seed: int = 0, budget_s: float | None = None, live: bool | None = None,
-              progress: bool | None = None, verbose: bool = True) -> History:
+              progress: bool | None = None, verbose: bool = True, device=None) -> History:
     """Train ``net`` on ``train_data`` (from :func:`prepare_ssd_data`); return the :class:`History`.
 
     AdamW (``lr``, ``weight_decay``), the learning rate warmed up linearly over ``warmup_steps``
@@ -605,6 +617,8 @@ def train_ssd(net: TinySSD, train_data: SSDData, val_data: tuple[torch.Tensor, t
     follows whichever is further along, the minibatches done or the time spent, so the learning
     rate still reaches 0, and training stops, after the epoch's validation, once the time is up
     (``history.stopped_early``). On a machine fast enough for the budget nothing changes.
+
+    The net and the data go to ``device`` (default: the one :func:`helpers.setup` chose).
     """
     _check_net(net)
     if not isinstance(train_data, SSDData):
@@ -626,7 +640,10 @@ def train_ssd(net: TinySSD, train_data: SSDData, val_data: tuple[torch.Tensor, t
             raise ValueError("val_data must be a pair (images, targets) (from shapes_tensors, which also "
                              "returns masks, take the first two), or None.")
         _check_targets(*val_data)
-    device = model_device(net)
+    device = training_device(device)
+    net.to(device)
+    if train_data.device != device:
+        train_data = train_data.to(device)
     if device.type == "cpu":
         net.to(memory_format=torch.channels_last)
     optimizer = make_optimizer("adamw", params, lr, weight_decay=weight_decay)

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from helpers.config import CpuClock, adapt_threads
+from helpers.config import CpuClock, adapt_threads, check_device, default_device
 
 Metric = Callable[[Any, Any], float]
 
@@ -70,12 +70,30 @@ def in_notebook() -> bool:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter (or buffer); the CPU for a model that has neither."""
+    """The device of a model's first parameter (or buffer); the CPU for a model that has neither.
+    Evaluation and decoding run there."""
     for tensor in model.parameters():
         return tensor.device
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move an optimizer's state tensors (momentum buffers, AdaGrad's sums, ...) to ``device``, as
+    ``Optimizer.load_state_dict`` would: ``fit`` moves the model after the optimizer was made, and
+    some optimizers (AdaGrad) create their state at once. Step counters stay where torch keeps them."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if key != "step" and isinstance(value, torch.Tensor) and value.device != device:
+                state[key] = value.to(device)
+
+
+def training_device(device: torch.device | str | None = None) -> torch.device:
+    """Where a training function puts the model and its batches: ``device`` if given (checked by
+    :func:`helpers.config.check_device`: a device the machine lacks is a clear error), else the
+    device :func:`helpers.setup` chose (:func:`helpers.config.default_device`)."""
+    return check_device(device) if device is not None else default_device()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,7 +531,8 @@ def fit(
 ) -> History:
     """Train ``model`` for ``num_epochs`` epochs and return a :class:`History`.
 
-    Each batch of ``train_iter`` moves to ``device`` (default: where the model is) and is split by
+    The model moves to ``device`` (default: the one :func:`helpers.setup` chose, see
+    :func:`training_device`) and stays there. Each batch of ``train_iter`` moves there and is split by
     ``split_batch`` into the model's inputs and the target (default: ``(*inputs, y)`` tuples, see
     :func:`split_batch`); then ``loss_fn(model(*inputs), target)`` must return the batch's mean loss.
     Recorded per epoch: ``train_loss`` and ``train_<metric>`` (example-weighted means over the
@@ -528,8 +547,9 @@ def fit(
 
     Raises :class:`DivergenceError` if the loss becomes nan or inf.
     """
-    device = torch.device(device) if device is not None else model_device(model)
+    device = training_device(device)
     model.to(device)
+    move_optimizer_state(optimizer, device)
     metrics = dict(metrics or {})
     run = TrainingRun(num_epochs, _length(train_iter), optimizers=optimizer, model=model,
                       keep_best=keep_best, patience=patience, live=live, progress=progress, verbose=verbose)
@@ -615,6 +635,7 @@ def train_with(
     metrics: Mapping | None = None,
     optimizer: str = "sgd",
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> History:
     """Train a fresh ``make_model()`` with the given learning rate and batch size; return its history.
 
@@ -630,11 +651,12 @@ def train_with(
     if optimizer not in OPTIMIZER_NAMES:
         raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZER_NAMES)}.")
     seed_everything(seed)
-    model = make_model()
+    device = training_device(device)
+    model = make_model().to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr)
-    train_iter = make_loader(*train_data, batch_size=batch_size, seed=seed)
+    train_iter = make_loader(*train_data, batch_size=batch_size, seed=seed, device=device)
     val_iter = None
     if val_data is not None:
-        val_iter = make_loader(*val_data, batch_size=1024, shuffle=False)
+        val_iter = make_loader(*val_data, batch_size=1024, shuffle=False, device=device)
     return fit(model, loss_fn, opt, train_iter, num_epochs, val_iter=val_iter, metrics=metrics,
-               live=False, progress=False, verbose=False)
+               device=device, live=False, progress=False, verbose=False)

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from helpers.data import make_loader
 from helpers.datasets import list_images, load_image
 from helpers.plotting import PALETTE
-from helpers.training import History, accuracy, evaluate, fit, make_optimizer
+from helpers.training import History, accuracy, evaluate, fit, make_optimizer, training_device
 from helpers.widgets import PlotExplorer
 
 # ---------------------------------------------------------------------------------------------
@@ -381,20 +381,21 @@ def train_classifier(
     ``'cosine'`` (:func:`warmup_cosine`, stepped per epoch) or ``'constant'``. With
     ``channels_last`` the network's 4-D weights use the NHWC memory format, which oneDNN runs
     considerably faster on CPUs. ``keep_best=('val_acc', 'max')`` restores the weights of the epoch
-    with the best validation accuracy. Other keyword arguments go to :func:`helpers.training.fit`.
+    with the best validation accuracy. The model and both data sets go to ``device`` (default: the
+    one :func:`helpers.setup` chose). Other keyword arguments go to :func:`helpers.training.fit`.
     """
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}.")
-    if device is not None:
-        net.to(device)
+    device = training_device(device)
+    net.to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     opt = make_optimizer(optimizer, net.parameters(), lr, momentum=0.9, weight_decay=weight_decay)
     scheduler = None
     if schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(num_epochs, warmup_epochs))
-    train_iter = make_loader(*train_data, batch_size=batch_size, seed=seed)
-    val_iter = make_loader(*val_data, batch_size=1000, shuffle=False)
+    train_iter = make_loader(*train_data, batch_size=batch_size, seed=seed, device=device)
+    val_iter = make_loader(*val_data, batch_size=1000, shuffle=False, device=device)
     return fit(net, nn.CrossEntropyLoss(label_smoothing=label_smoothing), opt, train_iter, num_epochs,
                val_iter=val_iter, metrics={"acc": accuracy}, scheduler=scheduler, keep_best=keep_best,
                device=device, **fit_kwargs)

@@ -82,3 +82,15 @@ def strict_widgets(monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers import widgets
 
     monkeypatch.setattr(widgets, "STRICT", True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_default_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test on the CPU default, without ``COURSE_DEVICE``: a test that calls
+    ``helpers.setup()`` (which makes its device the default) cannot leak that device into later
+    tests, and the unit tests' numbers are the CPU's on a GPU machine too. Tests of the device
+    choice set what they need themselves."""
+    from helpers import config
+
+    monkeypatch.setattr(config, "_device", torch.device("cpu"))
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)

@@ -74,6 +74,32 @@ def test_worked_example_p_08_versus_05():
     assert -math.log(0.5) / -math.log(0.8) == pytest.approx(3.106, abs=1e-3)
 
 
+def test_multilabel_bce_equals_torch_on_random_multi_hot_targets():
+    gen = torch.Generator().manual_seed(3)
+    for n, q in ((1, 1), (17, 4), (64, 12)):
+        Z = torch.randn(n, q, generator=gen) * 6
+        T = (torch.rand(n, q, generator=gen) < 0.4).float()
+        for scale in (1.0, 50.0):  # saturated logits stay finite and exact
+            ours = ch2.multilabel_bce(Z * scale, T)
+            assert torch.isfinite(ours)
+            assert torch.allclose(ours, F.binary_cross_entropy_with_logits(Z * scale, T, reduction="sum") / n)
+            assert torch.allclose(ours, q * torch.nn.BCEWithLogitsLoss()(Z * scale, T))
+    Z.requires_grad_()
+    ch2.multilabel_bce(Z, T).backward()
+    # the gradient is predicted minus observed, as for softmax and cross-entropy
+    assert torch.allclose(Z.grad, (torch.sigmoid(Z.detach()) - T) / len(Z), atol=1e-7)
+
+
+def test_multilabel_predictions_allow_several_labels_or_none():
+    Z = torch.tensor([[2.0, 1.5, -3.0], [-1.0, -0.2, -4.0], [0.3, 0.1, 0.2]])
+    assert ch2.multilabel_predict(Z).tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 1]]
+    assert ch2.multilabel_predict(Z, threshold=0.56).tolist() == [[1, 1, 0], [0, 0, 0], [1, 0, 0]]
+    T = torch.tensor([[1.0, 1, 0], [0, 0, 0], [1, 0, 1]])
+    assert ch2.exact_match(Z, T) == pytest.approx(2 / 3)
+    assert ch2.CLASS_TAGS.shape == (10, len(ch2.TAGS)) and ch2.CLASS_TAGS[3].tolist() == [1, 1, 0]
+    assert ch2.CLASS_TAGS[8].sum() == 0 and ch2.CLASS_TAGS.sum(dim=1).tolist().count(1) == 8
+
+
 @pytest.fixture(scope="module")
 def small_images():
     gen = torch.Generator().manual_seed(0)

@@ -325,6 +325,52 @@ def test_best_of_n_overestimates_more_with_more_candidates():
     assert equal["test"] == pytest.approx(0.6, abs=0.01) and equal["val"] > 0.7  # pure selection noise
 
 
+
+def test_label_shift_correction_on_hand_made_examples():
+    old = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    probs = torch.tensor([[0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    corrected = ch3.correct_label_shift(probs, old, torch.tensor([0.9, 0.1], dtype=torch.float64))
+    assert torch.allclose(corrected[0], torch.tensor([0.9, 0.1], dtype=torch.float64))  # 50/50: new prior
+    assert torch.allclose(corrected[1], torch.tensor([0.18, 0.08], dtype=torch.float64) / 0.26)
+    assert torch.allclose(ch3.correct_label_shift(probs, old, old), probs)  # no shift: no change
+    back = ch3.correct_label_shift(probs, torch.tensor([0.8, 0.2], dtype=torch.float64), old)
+    assert torch.allclose(back[1], torch.tensor([1 / 17, 16 / 17], dtype=torch.float64))
+
+
+def test_label_shift_correction_recovers_bayes_posterior_under_new_priors():
+    # Three possible inputs x, two classes; p(x | y) is fixed, only p(y) changes.
+    x_given_y = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], dtype=torch.float64)  # rows: y
+    old, new = torch.tensor([0.5, 0.5], dtype=torch.float64), torch.tensor([0.1, 0.9], dtype=torch.float64)
+
+    def posterior(priors):  # p(y | x) for every x, one row per x
+        joint = (priors[:, None] * x_given_y).T
+        return joint / joint.sum(dim=1, keepdim=True)
+
+    assert torch.allclose(ch3.correct_label_shift(posterior(old), old, new), posterior(new))
+
+
+def test_resample_by_class_gives_the_requested_class_fractions():
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(10).repeat_interleave(100)[order]
+    priors = torch.full((10,), 0.2 / 8, dtype=torch.float64)
+    priors[[0, 6]] = 0.4
+    keep = ch3.resample_by_class(y, priors)
+    assert len(keep) == 248 and len(set(keep.tolist())) == 248  # 100 + 100 + 8 x 6, no duplicates
+    assert torch.bincount(y[keep], minlength=10).tolist() == [100, 6, 6, 6, 6, 6, 100, 6, 6, 6]
+    assert torch.equal(keep, ch3.resample_by_class(y, priors))  # seeded
+    assert torch.allclose(ch3.class_priors(y), torch.full((10,), 0.1, dtype=torch.float64))
+
+
+def test_predicted_probabilities_are_the_softmax_in_batches_and_keep_the_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Dropout(0.5))
+    X = torch.rand(7, 1, 28, 28)
+    probs = ch3.predicted_probabilities(net, X, batch_size=3)
+    assert net.training  # restored
+    net.eval()
+    assert torch.allclose(probs, torch.softmax(net(X), dim=1), atol=1e-6)  # dropout off while predicting
+    assert torch.allclose(probs.sum(dim=1), torch.ones(7))
+
 # ---- widgets -----------------------------------------------------------------------------------
 
 

@@ -199,3 +199,93 @@ def test_small_photo_is_rgb_at_the_requested_height():
     for name in ("cat1", "camera"):  # a grayscale image is converted to RGB as well
         assert ch.small_photo(name).shape[:2] == (3, 96)
     assert ch.small_photo("horse", height=40).shape[1] == 40
+
+
+SIZES = [(1, 1, 2, 2), (2, 3, 5, 7), (3, 1, 8, 4), (1, 2, 16, 16), (2, 1, 9, 2)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_affine_grid_by_hand_equals_f_affine_grid(align_corners, dtype):
+    gen = torch.Generator().manual_seed(0)
+    for size in SIZES:
+        for scale in (0.1, 1.0, 3.0):
+            theta = (scale * torch.randn(size[0], 2, 3, generator=gen)).to(dtype)
+            ours = ch.affine_grid_by_hand(theta, size, align_corners)
+            expected = F.affine_grid(theta, size, align_corners=align_corners)
+            assert ours.shape == expected.shape == (size[0], size[2], size[3], 2) and ours.dtype == dtype
+            assert torch.allclose(ours, expected, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_affine_grid_by_hand_on_single_pixel_rows_and_columns():
+    # align_corners=False only: with True, PyTorch warns that unit-size grids are no intended use
+    theta = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(1))
+    for size in [(2, 1, 1, 5), (2, 1, 6, 1), (2, 3, 1, 1)]:
+        expected = F.affine_grid(theta, size, align_corners=False)
+        assert torch.allclose(ch.affine_grid_by_hand(theta, size), expected, atol=1e-6)
+
+
+def test_normalized_coordinates_put_the_edges_or_the_centres_at_plus_minus_one():
+    assert torch.allclose(ch.normalized_coordinates(4), torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+    assert torch.allclose(ch.normalized_coordinates(3, align_corners=True), torch.tensor([-1.0, 0.0, 1.0]))
+    assert ch.normalized_coordinates(1).tolist() == [0.0]
+    assert ch.normalized_coordinates(1, align_corners=True).tolist() == [0.0]
+    assert ch.normalized_coordinates(5, dtype=torch.float64).dtype == torch.float64
+
+
+def test_affine_grid_by_hand_explains_a_wrong_theta():
+    with pytest.raises(ValueError, match=r"theta must have shape \(N, 2, 3\)"):
+        ch.affine_grid_by_hand(torch.eye(2, 3), (1, 1, 4, 4))  # no batch axis
+    with pytest.raises(ValueError, match="N = size\\[0\\] = 3"):
+        ch.affine_grid_by_hand(torch.eye(2, 3)[None], (3, 1, 4, 4))
+
+
+def test_transform_images_identity_rotation_zoom_and_shift():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 8, 8, generator=gen)
+    identity = torch.eye(2, 3).expand(2, 2, 3)
+    for align_corners in (False, True):
+        assert torch.allclose(ch.transform_images(images, identity, align_corners), images, atol=1e-6)
+    dot = torch.zeros(1, 1, 21, 21)
+    dot[0, 0, 10, 15] = 1.0  # right of the centre
+    turned = ch.transform_images(dot, ch.affine_theta(angle=90)[None])
+    assert (turned[0, 0] > 0.5).nonzero().tolist() == [[5, 10]]  # counterclockwise: now above the centre
+    shifted = ch.transform_images(dot, ch.affine_theta(shift=(-10 / 21 * 2, 0.0))[None])
+    assert (shifted[0, 0] > 0.5).nonzero().tolist() == [[10, 5]]  # moved 10 pixels to the left
+    ramp = torch.arange(21.0).expand(1, 1, 21, 21)  # value = column; the centre is column 10
+    columns = torch.arange(5, 16.0)
+    shrunk = ch.transform_images(ramp, ch.affine_theta(zoom=0.5)[None])
+    assert torch.allclose(shrunk[0, 0, 10, 5:16], 10 + 2 * (columns - 10), atol=1e-4)  # twice as far out
+    magnified = ch.transform_images(ramp, ch.affine_theta(zoom=2.0)[None])
+    assert torch.allclose(magnified[0, 0, 10, 5:16], 10 + (columns - 10) / 2, atol=1e-4)
+    # theta of the inverse motion undoes the motion (a rotation about the centre)
+    assert torch.allclose(ch.affine_theta(angle=-30)[:, :2] @ ch.affine_theta(angle=30)[:, :2], torch.eye(2),
+                          atol=1e-6)
+    theta = ch.affine_theta(angle=20, zoom=1.3, shift=(0.2, -0.1))
+    assert torch.allclose(theta[:, :2].det(), torch.tensor(1 / 1.3**2))
+
+
+def test_transform_images_is_differentiable_with_respect_to_theta():
+    gen = torch.Generator().manual_seed(2)
+    images = torch.rand(2, 2, 5, 6, generator=gen, dtype=torch.float64)
+    noise = torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)
+    theta = torch.eye(2, 3, dtype=torch.float64) + 0.2 * noise
+    assert torch.autograd.gradcheck(lambda t: ch.transform_images(images, t), (theta.requires_grad_(),))
+    ours = ch.transform_images(images, theta.detach(), align_corners=True)
+    grid = F.affine_grid(theta.detach(), images.shape, align_corners=True)
+    assert torch.allclose(ours, F.grid_sample(images, grid, align_corners=True))
+
+
+def test_undo_by_gradient_descent_recovers_a_rotation():
+    n = 32
+    y, x = torch.meshgrid(ch.normalized_coordinates(n), ch.normalized_coordinates(n), indexing="ij")
+    def blob(cx, cy, width):
+        return torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / width)
+
+    channels = [blob(0.4, 0.0, 0.05) + blob(0.0, -0.3, 0.1), blob(-0.3, 0.3, 0.08)]
+    blobs = torch.stack(channels)[None]  # (1, 2, n, n)
+    turned = ch.transform_images(blobs, ch.affine_theta(angle=25)[None])
+    inside = (x**2 + y**2 < 1).float()
+    theta, loss = ch.undo_by_gradient_descent(turned, blobs, inside, num_steps=300, lr=0.02)
+    assert theta.shape == (1, 2, 3) and not theta.requires_grad and loss < 1e-3
+    assert (theta[0] - ch.affine_theta(angle=-25)).abs().max() < 0.03

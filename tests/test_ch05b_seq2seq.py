@@ -117,3 +117,31 @@ def test_widgets_driven_through_their_controls():
     assert "0.0000" in bleu_explorer.message
     bleu_explorer.controls["label"].value = ""
     assert "reference is empty" in bleu_explorer.message
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_hot_embedding_equals_nn_embedding_and_its_gradient_reaches_only_used_rows(dtype):
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(11, 5).to(dtype)
+    X = torch.tensor([[1, 4, 4, 0], [7, 1, 2, 0]])
+    assert torch.allclose(ch5b.one_hot_embedding(X, embedding.weight), embedding(X))
+    assert torch.allclose(F.one_hot(X, 11).to(dtype) @ embedding.weight, embedding(X))
+    assert ch5b.one_hot_embedding(X, embedding.weight).dtype == dtype
+    upstream = torch.randn(2, 4, 5, dtype=dtype)
+    (embedding(X) * upstream).sum().backward()
+    weight = embedding.weight.detach().clone().requires_grad_()
+    (ch5b.one_hot_embedding(X, weight) * upstream).sum().backward()
+    assert torch.allclose(embedding.weight.grad, weight.grad)
+    assert (embedding.weight.grad.abs().sum(dim=1) > 0).nonzero().squeeze(1).tolist() == [0, 1, 2, 4, 7]
+    # a token that occurs twice collects the gradients of both positions
+    assert torch.allclose(embedding.weight.grad[4], upstream[0, 1] + upstream[0, 2])
+    assert torch.allclose(embedding.weight.grad[1], upstream[0, 0] + upstream[1, 1])
+
+
+def test_embedding_with_padding_idx_gives_the_padding_row_no_gradient():
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(6, 3, padding_idx=0)
+    X = torch.tensor([[2, 3, 0, 0]])
+    assert torch.allclose(ch5b.one_hot_embedding(X, embedding.weight), embedding(X))  # the row of 0 is zeros
+    embedding(X).sum().backward()
+    assert embedding.weight.grad[0].abs().sum() == 0 and embedding.weight.grad[2].abs().sum() > 0

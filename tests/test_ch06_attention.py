@@ -159,3 +159,66 @@ def test_scaling_keeps_unit_variance():
     for d in (4, 256):
         q, k = torch.randn(2000, d, generator=gen), torch.randn(2000, d, generator=gen)
         assert (q * k).sum(1).std() / math.sqrt(d) == pytest.approx(1.0, abs=0.08)
+
+
+@pytest.mark.parametrize(("d", "n", "d_k", "d_v", "seed"), [
+    (3, 4, 2, 3, 0), (5, 7, 4, 2, 1), (8, 1, 8, 8, 2), (6, 5, 6, 6, 4), (4, 10, 3, 6, 3)])
+def test_lees_self_attention_loop_equals_matrix_form_and_sdpa(d, n, d_k, d_v, seed):
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(d, n, generator=gen)  # Lee's I: one input per column
+    shapes = ((d_k, d), (d_k, d), (d_v, d))
+    W_q, W_k, W_v = (torch.randn(*shape, generator=gen) / math.sqrt(d) for shape in shapes)
+    O_cols, A_prime = ch6.self_attention_matrix(inputs, W_q, W_k, W_v)
+    assert O_cols.shape == (d_v, n) and A_prime.shape == (n, n)
+    assert torch.allclose(A_prime.sum(0), torch.ones(n))  # each column (query) sums to 1
+    for j in range(n):
+        b_j, scores, weights = ch6.self_attention_output(inputs, W_q, W_k, W_v, j)
+        assert torch.allclose(scores, (W_k @ inputs).T @ (W_q @ inputs[:, j]), atol=1e-5)
+        assert torch.allclose(weights, A_prime[:, j], atol=1e-6)
+        assert torch.allclose(b_j, O_cols[:, j], atol=1e-5)
+    X = inputs.T[None]  # one token per row
+    Q, K, V = X @ W_q.T, X @ W_k.T, X @ W_v.T
+    assert torch.allclose(O_cols.T, F.scaled_dot_product_attention(Q, K, V, scale=1.0)[0], atol=1e-5)
+    O_scaled, _ = ch6.self_attention_matrix(inputs, W_q, W_k, W_v, scale=1 / math.sqrt(d_k))
+    assert torch.allclose(O_scaled.T, F.scaled_dot_product_attention(Q, K, V)[0], atol=1e-5)
+    assert torch.allclose(O_scaled.T, ch6.DotProductAttention()(Q, K, V)[0], atol=1e-5)
+    if d_k == d_v == d:  # the same layer as nn.MultiheadAttention with one head, no biases, W_o = I
+        mha = nn.MultiheadAttention(d, 1, bias=False, batch_first=True)
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(torch.cat([W_q, W_k, W_v]))
+            mha.out_proj.weight.copy_(torch.eye(d))
+            assert torch.allclose(O_scaled.T, mha(X, X, X, need_weights=False)[0][0], atol=1e-5)
+
+
+@pytest.mark.parametrize(("size", "n", "seed"),
+                         [(3, 6, 0), (3, 1, 1), (3, 2, 2), (5, 9, 3), (5, 3, 4), (1, 4, 5)])
+def test_conv1d_as_matrix_equals_conv1d(size, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    kernel = torch.randn(size, generator=gen)
+    W = ch6.conv1d_as_matrix(kernel, n)
+    for _ in range(3):  # one matrix for every input
+        x = torch.randn(n, generator=gen)
+        expected = F.conv1d(x[None, None], kernel[None, None], padding=size // 2)[0, 0]
+        assert torch.allclose(W @ x, expected, atol=1e-6)
+    assert torch.equal(W != 0, ch6.local_mask(n, size // 2))  # the band is local attention's mask
+    assert torch.equal(W[1:, 1:], W[:-1, :-1])  # constant along each diagonal: weights depend on j - i only
+
+
+def test_conv1d_as_matrix_rejects_even_kernels():
+    with pytest.raises(ValueError, match="odd size"):
+        ch6.conv1d_as_matrix(torch.ones(4), 5)
+
+
+def test_learned_positional_embedding_is_a_trained_table_that_ends_at_max_len():
+    torch.manual_seed(0)
+    pos = ch6.LearnedPositionalEmbedding(12, 8)
+    assert sum(p.numel() for p in pos.parameters()) == 12 * 8
+    X = randn(2, 5, 8)
+    Y = pos(X)
+    assert torch.equal(Y, X + pos.embedding.weight[:5])
+    Y.sum().backward()  # only the rows of the positions used get a gradient, one per sequence
+    grad = pos.embedding.weight.grad
+    assert torch.equal(grad[:5], torch.full((5, 8), 2.0)) and grad[5:].eq(0).all()
+    assert pos(randn(1, 12, 8)).shape == (1, 12, 8)
+    with pytest.raises(ValueError, match="13 tokens.*only for 12"):
+        pos(randn(1, 13, 8))
