@@ -105,7 +105,7 @@ def make_loader(
 
     Example: ``train_iter = make_loader(X, y, batch_size=32, seed=0)``. ``device`` (e.g.
     ``info.device``) keeps the tensors there; by default they stay where they are, and the training
-    functions move each batch to the model's device.
+    functions move each batch to the device they train on.
     """
     return TensorLoader(*tensors, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
                         device=device)
