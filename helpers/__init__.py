@@ -1,7 +1,7 @@
 """Shared helpers for the course notebooks.
 
 Modules, one concern each (the model modules attention, transformer, seq2seq, boxes, ssd,
-segmentation and bert import no widget or pyplot code, which a test checks):
+segmentation, bert, gan and stats import no widget or pyplot code, which a test checks):
 
 - ``helpers.config``: ``setup()`` (seed, device, CPU threads, fast mode), ``default_device()`` (where
   training goes; ``COURSE_DEVICE`` overrides), ``by_mode(full=..., fast=...)``
@@ -34,6 +34,11 @@ segmentation and bert import no widget or pyplot code, which a test checks):
 - ``helpers.bert``: BERT (encoder, MLM and NSP heads), masking, pre-training on WikiText-2,
   saving and loading, fine-tuning and the bag-of-words baseline (chapters 10 and 10b)
 - ``helpers.bert_explorer``: the masking, fill-in-the-blank and attention-heads explorers (chapter 10)
+- ``helpers.gan``: GANs: 2-D data and the mode-coverage metric, losses (minimax, non-saturating,
+  WGAN-GP), spectral normalisation, the Fréchet distance, DCGAN and conditional networks, the 2-D
+  GAN lab's trainer (chapter 11, in progress)
+- ``helpers.stats``: the t-interval of a few seeds' results, for close comparisons (chapters 3, 4b;
+  chapter 10b derives it)
 - ``helpers.diagrams``: architecture figures (RNN, GRU, LSTM, seq2seq, Bahdanau attention, the
   Transformer, batch vs layer norm), drawn with matplotlib without pyplot
 """

@@ -171,7 +171,8 @@ def test_positional_encoding_formula_and_relative_positions():
 
 
 @pytest.mark.parametrize("module", ["helpers.attention", "helpers.transformer", "helpers.seq2seq",
-                                    "helpers.boxes", "helpers.ssd", "helpers.segmentation", "helpers.bert"])
+                                    "helpers.boxes", "helpers.ssd", "helpers.segmentation", "helpers.bert",
+                                    "helpers.gan", "helpers.stats"])
 def test_model_modules_import_no_widgets_or_pyplot(module):
     """In a fresh interpreter, importing a model module must not pull in ipywidgets or pyplot."""
     import subprocess
