@@ -371,6 +371,68 @@ def test_predicted_probabilities_are_the_softmax_in_batches_and_keep_the_mode():
     assert torch.allclose(probs, torch.softmax(net(X), dim=1), atol=1e-6)  # dropout off while predicting
     assert torch.allclose(probs.sum(dim=1), torch.ones(7))
 
+
+# ---- 3.10 why deep rather than wide ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5, 10])
+def test_sawtooth_mlp_is_the_tent_map_composed_with_2_to_the_depth_pieces(depth):
+    net = ch3.sawtooth_mlp(depth).double()
+    x = torch.rand(500, 1, dtype=torch.float64)
+    assert torch.allclose(net(x), ch3.tent_power(x, depth), atol=1e-9)
+    assert ch3.count_linear_pieces(net) == 2**depth
+    assert ch3.num_parameters(net) == 6 * depth + 1
+    assert [m.out_features for m in net if isinstance(m, nn.Linear)] == [2] * depth + [1]
+
+
+def test_tent_power_by_hand():
+    x = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0, 0.1])
+    assert torch.allclose(ch3.tent_power(x, 1), torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0, 0.2]))
+    assert torch.allclose(ch3.tent_power(x, 2), torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 0.4]))
+
+
+def test_count_linear_pieces_on_known_functions():
+    assert ch3.count_linear_pieces(lambda x: 3 * x + 1) == 1
+    assert ch3.count_linear_pieces(lambda x: torch.relu(x - 0.3)) == 2  # kink between grid points
+    assert ch3.count_linear_pieces(lambda x: torch.relu(x - 0.5)) == 2  # kink on a grid point
+    assert ch3.count_linear_pieces(lambda x: (x - 0.5).abs() + torch.relu(x - 0.8)) == 3
+    assert ch3.count_linear_pieces(lambda x: torch.relu(x - 1.5)) == 1  # kink outside [0, 1]
+
+
+def test_a_shallow_relu_net_has_at_most_one_more_piece_than_units():
+    gen = torch.Generator().manual_seed(1)
+    for num_units in (1, 3, 10):
+        for _ in range(10):
+            net = nn.Sequential(nn.Linear(1, num_units), nn.ReLU(), nn.Linear(num_units, 1)).double()
+            for p in net.parameters():
+                p.data = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            assert 1 <= ch3.count_linear_pieces(net) <= num_units + 1
+
+
+def test_shallow_least_squares_is_exact_when_the_kinks_fit_and_matches_lstsq():
+    x = torch.linspace(0, 1, 401, dtype=torch.float64)[:, None]
+    # four units with kinks at 0 (a linear part), 1/4, 1/2, 3/4 are exactly the 4-piece sawtooth's
+    prediction, mse = ch3.shallow_least_squares(4, x, ch3.tent_power(x, 2))
+    assert mse < 1e-20 and torch.allclose(prediction, ch3.tent_power(x, 2), atol=1e-9)
+    # with fewer units it is a genuine fit: residual orthogonal to the features
+    y = torch.sin(6 * x)
+    prediction, mse = ch3.shallow_least_squares(4, x, y)
+    kinks = torch.arange(4, dtype=x.dtype) / 4
+    features = torch.cat([torch.relu(x - kinks), torch.ones_like(x)], dim=1)
+    assert torch.allclose(features.T @ (y - prediction), torch.zeros(5, 1, dtype=x.dtype), atol=1e-9)
+    assert mse == pytest.approx(((y - prediction) ** 2).mean().item())
+
+
+def test_sawtooth_mlp_rejects_depth_zero():
+    with pytest.raises(ValueError, match="at least 1"):
+        ch3.sawtooth_mlp(0)
+
+
+def test_fit_by_gradient_descent_lowers_an_easy_loss():
+    x = torch.linspace(0, 1, 65, dtype=torch.float64)[:, None]
+    loss = ch3.fit_by_gradient_descent(lambda: ch3.thin_deep_mlp(1, 8), x, 2 * x + 1, num_steps=300, lr=0.05)
+    assert loss < 1e-3
+
 # ---- widgets -----------------------------------------------------------------------------------
 
 
