@@ -539,6 +539,8 @@ CPU_LOOPS = {
     ("01_linear_regression", "def train_concise"): "the same 1,000 examples, checked against train_autograd",
     ("03_mlp", "def fit_full_batch"): "XOR: four points",
     ("03_mlp", "def train_weight_decay"): "20 training examples (and a widget that retrains on every move)",
+    ("03_mlp", "def fit_by_gradient_descent"): "25-parameter float64 networks on 513 points of one input "
+                                                "(MPS has no float64)",
     ("04_cnn", "def learn_kernel"): "one 3x3 kernel learnt from one image",
     ("04b_modern_cnn", "def time_training_steps"): "times the CPU's memory formats (channels_last: oneDNN)",
     ("08_optimization", "theta_net = (0.5 * torch.randn"): "float64 curvature analysis of a 67-parameter net",
