@@ -53,6 +53,7 @@ BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK = (
 INPUT, STATE, GATE, CANDIDATE, OUTPUT, CONTEXT = GREEN, BLUE, ORANGE, SKY, VERMILLION, PURPLE
 INK = "#222222"  # lines, arrows and text
 CELL_FILL = "#F3F3F3"  # the background of a cell or a stack of layers
+LINEAR = "#7F7F7F"  # a linear layer without activation (the GRU's W_hh before the reset gate)
 
 DPI = 100  # a 10-inch figure is 1000 pixels wide
 FONT = 11  # text in boxes and next to arrows
@@ -313,7 +314,8 @@ def _equations(ax, x: float, y: float, lines: list[str], step: float = 0.42) -> 
 def gru_cell():
     r"""The gated recurrent unit: reset gate $\mathbf{R}_t$ and update gate $\mathbf{Z}_t$ computed from
     $\mathbf{X}_t$ and $\mathbf{H}_{t-1}$, the candidate $\tilde{\mathbf{H}}_t$ from $\mathbf{X}_t$ and
-    $\mathbf{R}_t \odot \mathbf{H}_{t-1}$, and the new state
+    $\mathbf{R}_t \odot (\mathbf{H}_{t-1}\mathbf{W}_{hh} + \mathbf{b}_{hh})$ (the reset gate acts after the
+    product with $\mathbf{W}_{hh}$, as in PyTorch, cuDNN and chapter 5's cell), and the new state
     $\mathbf{H}_t = \mathbf{Z}_t \odot \mathbf{H}_{t-1} + (1 - \mathbf{Z}_t) \odot \tilde{\mathbf{H}}_t$;
     the four equations under the cell. Returns a :class:`Diagram` (a ``Figure``)."""
     fig, ax = _canvas(9.8, 7.6, "A gated recurrent unit (GRU) cell")
@@ -345,7 +347,10 @@ def gru_cell():
     _arrow(ax, (2.05, 2.6), (xc, 2.6), candidate.bottom)
     prod_r = _op(ax, xr, 5.05, "prod")
     _dot(ax, x_join, 5.05)
-    _arrow(ax, (x_join, 5.05), prod_r.left)
+    linear = _box(ax, 2.13, 5.05, 0.7, 0.42, "", LINEAR)  # H_{t-1} W_hh + b_hh, no activation
+    _label(ax, 2.13, 5.05, r"$\mathbf{W}_{hh}$", fontsize=SMALL)
+    _arrow(ax, (x_join, 5.05), linear.left)
+    _arrow(ax, linear.right, prod_r.left)
     _arrow(ax, reset.top, prod_r.bottom)
     _arrow(ax, prod_r.right, (5.9, 5.05), (5.9, mid), candidate.left, halo=CELL_FILL, zorder=2.5)
     # Z_t weighs the old state, 1 - Z_t the candidate
@@ -360,12 +365,12 @@ def gru_cell():
     _label(ax, xz + 0.1, 4.62, r"$\mathbf{Z}_t$", ha="left")
     _label(ax, 5.9, 5.9, r"$1-\mathbf{Z}_t$", fontsize=FONT - 1)
     _label(ax, xc + 0.1, 4.85, r"$\tilde{\mathbf{H}}_t$", ha="left")
-    _label(ax, 3.62, 5.27, r"$\mathbf{R}_t \odot \mathbf{H}_{t-1}$", fontsize=FONT - 1)
+    _label(ax, 3.55, 5.27, r"$\mathbf{R}_t \odot (\cdot)$", fontsize=FONT - 1)
     _cell_legend(ax, 1.05, 1.1)
     _equations(ax, 0.3, 0.62, [
         _gate(r"\mathbf{R}_t", r"\sigma", "r"),
-        r"$\tilde{\mathbf{H}}_t = \tanh(\mathbf{X}_t\mathbf{W}_{xh} + (\mathbf{R}_t \odot \mathbf{H}_{t-1})"
-        r"\mathbf{W}_{hh} + \mathbf{b}_h)$",
+        r"$\tilde{\mathbf{H}}_t = \tanh(\mathbf{X}_t\mathbf{W}_{xh} + \mathbf{R}_t \odot (\mathbf{H}_{t-1}"
+        r"\mathbf{W}_{hh} + \mathbf{b}_{hh}) + \mathbf{b}_{xh})$",
     ])
     _equations(ax, 5.1, 0.62, [
         _gate(r"\mathbf{Z}_t", r"\sigma", "z"),
