@@ -37,7 +37,7 @@ segmentation, bert, gan and stats import no widget or pyplot code, which a test 
 - ``helpers.gan``: GANs: 2-D data and the mode-coverage metric, losses (minimax, non-saturating,
   WGAN-GP), spectral normalisation, the Fréchet distance, DCGAN and conditional networks, the 2-D
   GAN lab's trainer (chapter 11, in progress)
-- ``helpers.stats``: the t-interval of a few seeds' results, for close comparisons (chapters 3, 4b;
+- ``helpers.stats``: the t-interval of a few seeds' results, for close comparisons (chapter 4b;
   chapter 10b derives it)
 - ``helpers.diagrams``: architecture figures (RNN, GRU, LSTM, seq2seq, Bahdanau attention, the
   Transformer, batch vs layer norm), drawn with matplotlib without pyplot

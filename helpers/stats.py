@@ -1,9 +1,9 @@
 """Small statistics for comparisons over a few seeds or draws.
 
 Chapter 10b derives the t-interval from scratch (``t_quantile``, ``t_interval``); this module is the
-same code for the chapters that only use it (4b's transfer-learning comparison, 3's deep-versus-wide
-comparison), so a close comparison gets an interval, not just two means. Plain torch and ``math``:
-no SciPy at run time (the tests check against ``scipy.stats.t``).
+same code for the chapters that only use it (4b's transfer-learning comparison), so a close
+comparison gets an interval, not just two means. Plain torch and ``math``: no SciPy at run time
+(the tests check against ``scipy.stats.t``).
 """
 
 from __future__ import annotations
