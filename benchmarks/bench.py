@@ -285,6 +285,10 @@ for _explorer in _explorers():
         _rows.append({"widget": type(_explorer).__name__ + "(" + ", ".join(_explorer.controls) + ")",
                       "control": _name, "seconds": _explorer.seconds})
         _control.value = _old
+    if callable(getattr(_explorer, "press", None)):  # a widget that trains when its button is pressed
+        _explorer.press()
+        _rows.append({"widget": type(_explorer).__name__ + "(" + ", ".join(_explorer.controls) + ")",
+                      "control": "train button (one press)", "seconds": _explorer.seconds})
 print("WIDGET_LATENCY " + _json.dumps(_rows))
 '''
 

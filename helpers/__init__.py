@@ -36,7 +36,8 @@ segmentation, bert, gan and stats import no widget or pyplot code, which a test 
 - ``helpers.bert_explorer``: the masking, fill-in-the-blank and attention-heads explorers (chapter 10)
 - ``helpers.gan``: GANs: 2-D data and the mode-coverage metric, losses (minimax, non-saturating,
   WGAN-GP), spectral normalisation, the Fréchet distance, DCGAN and conditional networks, the 2-D
-  GAN lab's trainer (chapter 11, in progress)
+  GAN lab's trainer (chapters 11 and 11b)
+- ``helpers.gan_explorer``: the GAN lab widget and the live picture of a 2-D GAN (chapter 11)
 - ``helpers.stats``: the t-interval of a few seeds' results, for close comparisons (chapter 4b;
   chapter 10b derives it)
 - ``helpers.diagrams``: architecture figures (RNN, GRU, LSTM, seq2seq, Bahdanau attention, the

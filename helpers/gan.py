@@ -23,6 +23,8 @@ What the chapter builds on, in the order it teaches it:
   ``torch.nn.utils.parametrizations.spectral_norm``.
 - **Evaluation**: :func:`feature_statistics` and :func:`frechet_distance` (FID's formula, without
   SciPy), :func:`inception_score`, :func:`class_histogram`, :func:`class_entropy`.
+- **CycleGAN's losses** (chapter 11b): :func:`lsgan_discriminator_loss`, :func:`lsgan_generator_loss`,
+  :func:`cycle_consistency_loss`, :func:`identity_loss`.
 - **The GAN lab's trainer**: :class:`GAN2D` (G, D, their Adam optimizers, a fixed noise batch;
   ``train(num_steps)``, ``samples()``, ``decision_surface(xs, ys)``; a nan or inf loss stops it
   with :class:`GANDivergenceError`, a ``ValueError``).
@@ -52,6 +54,7 @@ __all__ = [
     "class_histogram",
     "conditional_discriminator",
     "conditional_generator",
+    "cycle_consistency_loss",
     "dcgan_discriminator",
     "dcgan_generator",
     "dcgan_init_",
@@ -62,9 +65,12 @@ __all__ = [
     "gradient_penalty",
     "grid_centres",
     "grid_of_gaussians",
+    "identity_loss",
     "inception_score",
     "js_divergence",
     "kl_divergence",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
     "mlp_discriminator",
     "mlp_generator",
     "mode_coverage",
@@ -892,3 +898,54 @@ class GAN2D:
         if self.loss != "wgan-gp":
             scores = torch.sigmoid(scores)
         return scores.reshape(len(ys), len(xs)).cpu()
+
+
+# =============================================================================================
+# CycleGAN's losses (chapter 11b)
+# =============================================================================================
+
+
+def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The least-squares GAN loss of a discriminator (LSGAN, Mao et al. 2017), as CycleGAN uses it.
+
+    ``0.5 mean((real - 1)^2) + 0.5 mean(fake^2)``: D's scores (one per example, or a PatchGAN's grid
+    of scores) are pushed to 1 on real examples and to 0 on generated ones; the factor 1/2 slows D
+    relative to G, as in the CycleGAN paper.
+    """
+    return 0.5 * (real_scores - 1).square().mean() + 0.5 * fake_scores.square().mean()
+
+
+def lsgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The least-squares GAN loss of a generator: ``mean((D(G(z)) - 1)^2)``, D's scores of its examples
+    pushed to the "real" target 1. Unlike the cross-entropy loss it still has a gradient for examples
+    that D already accepts, which pulls them towards the real data."""
+    return (fake_scores - 1).square().mean()
+
+
+def _check_pairs(**pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    for name, (a, b) in pairs.items():
+        if a.shape != b.shape:
+            raise ValueError(f"{name} must have the same shapes, got {tuple(a.shape)} and {tuple(b.shape)}.")
+
+
+def cycle_consistency_loss(x: torch.Tensor, x_cycled: torch.Tensor, y: torch.Tensor, y_cycled: torch.Tensor
+                           ) -> torch.Tensor:
+    """CycleGAN's cycle-consistency loss ``mean |F(G(x)) - x| + mean |G(F(y)) - y|`` (L1, each a mean).
+
+    ``x_cycled = F(G(x))`` and ``y_cycled = G(F(y))`` are the round trips of the two domains; the loss
+    ties every translation to its input, which the GAN losses alone do not. The paper weights it by 10.
+    """
+    _check_pairs(**{"x and x_cycled": (x, x_cycled), "y and y_cycled": (y, y_cycled)})
+    return (x_cycled - x).abs().mean() + (y_cycled - y).abs().mean()
+
+
+def identity_loss(x: torch.Tensor, F_of_x: torch.Tensor, y: torch.Tensor, G_of_y: torch.Tensor
+                  ) -> torch.Tensor:
+    """CycleGAN's identity loss ``mean |F(x) - x| + mean |G(y) - y|`` (``G: X -> Y``, ``F: Y -> X``).
+
+    An image already in a generator's target domain should pass unchanged (the paper uses it to keep
+    the colours of paintings and photos, weighted by 0.5 x 10).
+    """
+    _check_pairs(**{"x and F_of_x": (x, F_of_x), "y and G_of_y": (y, G_of_y)})
+    return (F_of_x - x).abs().mean() + (G_of_y - y).abs().mean()
+

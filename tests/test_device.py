@@ -546,6 +546,7 @@ CPU_LOOPS = {
     ("08_optimization", "theta_net = (0.5 * torch.randn"): "float64 curvature analysis of a 67-parameter net",
     ("08_optimization", "# Solution 1: iterate w <- w - lr * v"): "a one-parameter exercise",
     ("08_optimization", "# Solution 2: without correction"): "a three-parameter exercise",
+    ("11_gan", "# Solution 3: the clipped critic"): "a one-input critic on 256 numbers per step",
 }
 
 

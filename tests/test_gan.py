@@ -662,3 +662,32 @@ def test_gan2d_trains_on_the_course_device(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             gan.GAN2D(gan.ring_of_gaussians, device="cuda")
+
+
+# =============================================================================================
+# CycleGAN's losses (chapter 11b)
+# =============================================================================================
+
+
+def test_lsgan_losses_match_mse_and_their_optima():
+    real, fake = torch.randn(6, 1, 7, 7, generator=gen(40)), torch.randn(6, 1, 7, 7, generator=gen(41))
+    expected = 0.5 * F.mse_loss(real, torch.ones_like(real)) + 0.5 * F.mse_loss(fake, torch.zeros_like(fake))
+    assert torch.allclose(gan.lsgan_discriminator_loss(real, fake), expected)
+    assert torch.allclose(gan.lsgan_generator_loss(fake), F.mse_loss(fake, torch.ones_like(fake)))
+    assert gan.lsgan_discriminator_loss(torch.ones(5), torch.zeros(5)).item() == 0.0  # the perfect D
+    assert gan.lsgan_generator_loss(torch.ones(5)).item() == 0.0  # D accepts every fake
+    # An accepted fake (score 1.5 > 1) still gets a gradient towards the target, unlike with cross-entropy.
+    scores = torch.tensor([1.5], requires_grad=True)
+    gan.lsgan_generator_loss(scores).backward()
+    assert scores.grad.item() == pytest.approx(1.0)
+
+
+def test_cycle_and_identity_losses_are_sums_of_two_l1_means():
+    x, a, y, b = (torch.randn(3, 1, 28, 28, generator=gen(50 + i)) for i in range(4))
+    assert torch.allclose(gan.cycle_consistency_loss(x, a, y, b), F.l1_loss(a, x) + F.l1_loss(b, y))
+    assert torch.allclose(gan.identity_loss(x, a, y, b), F.l1_loss(a, x) + F.l1_loss(b, y))
+    assert gan.cycle_consistency_loss(x, x, y, y).item() == 0.0
+    with pytest.raises(ValueError, match="same shapes"):
+        gan.cycle_consistency_loss(x, a[:, :, :27], y, b)
+    with pytest.raises(ValueError, match="same shapes"):
+        gan.identity_loss(x, a, y, b[:2])
