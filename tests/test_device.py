@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import helpers
-from helpers import bert, config, segmentation, seq2seq, sequence, ssd, training, vision
+from helpers import bert, config, gan, segmentation, seq2seq, sequence, ssd, training, vision
 from helpers.data import make_loader
 from helpers.text import BERT_RESERVED_TOKENS, SeqDataLoader, Vocab, build_array_nmt
 from notebook_code import load_notebook
@@ -641,3 +641,31 @@ def test_fit_moves_an_optimizer_state_made_before_the_model_moved(spy):
         training.fit(model, nn.MSELoss(), optimizer, loader, 1, live=False, progress=False, verbose=False)
     moved_state = [s for device, s in spy.training_tensors if device == DEFAULT and s in ((2, 3), (2,))]
     assert len(moved_state) >= 2, spy.training_tensors  # the sums of both parameters followed the model
+
+
+def test_chapter_11_trains_its_critics_and_2d_gans_on_the_course_device(spy):
+    ch11 = load_notebook("11_gan")
+    with spy.watch():
+        gradient = ch11.generator_gradient_after(2, 3.0, "wgan-gp", batch_size=16)
+    assert gradient >= 0 and DEFAULT in {device for _, device in spy.modules}
+    assert _sent_to_default(spy, (16, 1)), spy.training_tensors
+    with spy.watch():
+        model, coverage, _ = ch11.ring_run("non_saturating", 4, 0, True, gan.ring_centres(8, 2.0), 0.02,
+                                           num_rounds=2)
+    assert model.step == 4 and DEFAULT in spy.model_devices(model.G) and DEFAULT in spy.model_devices(model.D)
+    assert _sent_to_default(spy, (256, 2)), spy.training_tensors  # the real batches
+
+
+def test_chapter_11b_trains_its_gans_on_the_course_device(spy):
+    ch11b = load_notebook("11b_gan_images")
+    images, labels = torch.rand(32, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (32,))
+    G, D = ch11b.dcgan_generator(8, width=8), ch11b.dcgan_discriminator(width=8)
+    with spy.watch():
+        history, snapshots = ch11b.train_dcgan(G, D, images, 1, 16, 2e-4, 8, torch.randn(2, 8))
+    assert DEFAULT in spy.model_devices(G) and DEFAULT in spy.model_devices(D)
+    assert _sent_to_default(spy, (32, 1, 28, 28)), spy.training_tensors  # make_loader's one copy
+    assert snapshots.device == CPU and len(history["train_d_loss"]) == 1
+    cG, cD = ch11b.ConditionalGenerator(width=8), ch11b.ConditionalDiscriminator(width=8)
+    with spy.watch():
+        ch11b.train_conditional_gan(cG, cD, images, labels, 1, 16, 2e-4)
+    assert DEFAULT in spy.model_devices(cG) and _sent_to_default(spy, (32,)), spy.training_tensors
