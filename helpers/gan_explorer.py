@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from helpers import gan
+from helpers.plotting import show_in_place
 from helpers.training import model_device
 from helpers.widgets import PlotExplorer
 
@@ -163,15 +164,7 @@ class LiveGANFigure:
 
     def update(self, model: gan.GAN2D) -> None:
         draw_gan_state(model, self.real, self.axes, arrows=self.arrows)
-        if self.handle is None:
-            from helpers.plotting import _in_ipython
-
-            if _in_ipython():
-                from IPython.display import display
-
-                self.handle = display(self.fig, display_id=True)
-        else:
-            self.handle.update(self.fig)
+        self.handle = show_in_place(self.fig, self.handle)
 
     def close(self) -> None:
         plt.close(self.fig)

@@ -182,6 +182,22 @@ def _in_ipython() -> bool:
     return get_ipython() is not None
 
 
+def show_in_place(fig, handle=None):
+    """Show ``fig`` in a notebook, or redraw it in the output area it was first shown in.
+
+    Returns the display handle to pass back next time (``None`` outside IPython, where nothing is
+    shown). Live figures that update during training use it.
+    """
+    if handle is not None:
+        handle.update(fig)
+        return handle
+    if _in_ipython():
+        from IPython.display import display
+
+        return display(fig, display_id=True)
+    return None
+
+
 class LivePlot:
     """Loss curves (left) and metric curves (right, if any) per epoch, redrawn in place.
 
@@ -208,13 +224,7 @@ class LivePlot:
             if ylabel == "loss" and values.min() > 0 and values.max() / values.min() > 100:
                 ax.set_yscale("log")
             ax.legend()
-        if self.handle is None:
-            if _in_ipython():
-                from IPython.display import display
-
-                self.handle = display(self.fig, display_id=True)
-        else:
-            self.handle.update(self.fig)
+        self.handle = show_in_place(self.fig, self.handle)
 
     def close(self) -> None:
         if self.fig is not None:

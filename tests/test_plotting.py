@@ -89,3 +89,21 @@ def test_live_plot_has_one_log_scaled_panel_for_losses_spanning_decades():
         live.update(history)
     assert len(live.axes) == 1 and live.axes[0].get_yscale() == "log"
     live.close()
+
+
+def test_show_in_place_redraws_through_its_handle_and_shows_nothing_outside_a_notebook():
+    from helpers.plotting import show_in_place
+
+    fig = plt.figure()
+
+    class Handle:
+        def __init__(self):
+            self.updates = []
+
+        def update(self, figure):
+            self.updates.append(figure)
+
+    handle = Handle()
+    assert show_in_place(fig, handle) is handle and handle.updates == [fig]
+    assert show_in_place(fig) is None  # pytest is not IPython: nothing to show, no handle
+    plt.close(fig)
