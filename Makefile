@@ -1,5 +1,6 @@
 # The course's two commands (see README.md):
 #   make lab    create the environment if needed and open the course in JupyterLab
+#   make lab-zh the same, opened at the Chinese edition (dist/zh/)
 #   make test   create the environment if needed and run every test (unit, lint, notebooks)
 #   make bundle write the one-file Colab/Kaggle notebooks in dist/
 #   make bench  measure training speed against d2l and a bare loop, and the course's time budget
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 # The reference implementation the tests and benchmarks compare with (not used by the notebooks).
 D2L_VERSION := 1.0.3
 
-.PHONY: env lab test lint clean execute bundle bench
+.PHONY: env lab lab-zh test lint clean execute bundle bench
 
 env: $(STAMP)
 
@@ -29,6 +30,11 @@ $(STAMP): pyproject.toml
 lab: env
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ROOT_FLAG) $(LAB_ARGS)
 
+# The Chinese edition (中文版): the same JupyterLab, opened at dist/zh/.
+lab-zh: env
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/dist/zh \
+		$(ROOT_FLAG) $(LAB_ARGS)
+
 test: env
 	COURSE_FAST=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -39,7 +45,8 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
 
 # One-file notebooks for Colab/Kaggle (dist/colab/) and a student edition without solutions
-# (dist/student/); commit them after changing a notebook or helpers (tests/test_bundle.py checks).
+# (dist/student/), and the Chinese edition from i18n/zh/ (dist/zh/, dist/colab-zh/,
+# dist/student-zh/); commit them after changing a notebook or helpers (tests/test_bundle.py checks).
 bundle: env
 	$(BIN)/python tools/bundle.py
 

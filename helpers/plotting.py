@@ -38,6 +38,32 @@ def use_course_style() -> None:
     )
 
 
+# CJK font families, most common first (Debian's fonts-noto-cjk, then Windows, macOS and others).
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Serif CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+             "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
+
+
+def use_cjk_font() -> str | None:
+    """Let matplotlib draw Chinese labels: put the first installed CJK font in front of the
+    sans-serif list and return its name. Without one, Chinese labels would be empty boxes, so warn
+    with what to install and return ``None`` (figures with only Latin text are unaffected)."""
+    import warnings
+
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    name = next((family for family in CJK_FONTS if family in installed), None)
+    if name is None:
+        warnings.warn("no CJK font found, so Chinese text in figures would show as empty boxes: install "
+                      "one (Debian/Ubuntu: apt-get install fonts-noto-cjk), then restart the kernel",
+                      stacklevel=2)
+        return None
+    plt.rcParams["font.sans-serif"] = [name, *[f for f in plt.rcParams["font.sans-serif"] if f != name]]
+    plt.rcParams["font.family"] = "sans-serif"
+    plt.rcParams["axes.unicode_minus"] = False  # CJK fonts often lack the minus sign U+2212
+    return name
+
+
 def _as_numpy(values) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().numpy()

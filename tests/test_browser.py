@@ -32,6 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 CHAPTER_1 = "01_linear_regression.ipynb"
 CHAPTER_6 = "06_attention.ipynb"
+CHINESE_CHAPTER_1 = "zh/01_linear_regression.ipynb"  # dist/zh/, the Chinese edition
 TIMEOUT_S = 600
 
 # CI sets COURSE_REQUIRE_BROWSER=1: there a missing browser fails the test instead of skipping it.
@@ -90,6 +91,7 @@ def lab(browser, tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
     root, settings = base / "root", base / "settings"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(ROOT / "dist" / "zh", root / "notebooks" / "zh")
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
@@ -262,4 +264,48 @@ def test_chapter_6_runs_and_its_attention_mask_editor_responds(browser, lab):
     assert "every key masked" in text and _pairs(text)[0] == expected - 1, text
     assert image.get_attribute("src") != src, "the picture did not change after the click"
     editor.screenshot(path=ARTIFACTS / "06-mask-editor-empty-row.png")
+    page.close()
+
+
+# Which characters of a text the page draws with a real glyph: each is drawn on a canvas in the
+# given font and compared with an unassigned code point (U+0378), which every font draws as the
+# same "missing glyph" box. Without a CJK font, Chinese characters are drawn as that box too.
+GLYPHS_JS = """([text, font]) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 64;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const draw = (character) => {
+    context.clearRect(0, 0, 64, 64);
+    context.font = '40px ' + font;
+    context.fillText(character, 4, 48);
+    return context.getImageData(0, 0, 64, 64).data.join(',');
+  };
+  const missing = draw('\\u0378');
+  return [...text].map(character => draw(character) !== missing);
+}"""
+
+
+def test_chinese_edition_renders_its_chinese_text(browser, lab):
+    """dist/zh's chapter 1 in JupyterLab: its markdown is Chinese and drawn with real glyphs (CI
+    installs fonts-noto-cjk; without a CJK font the characters are empty boxes and this fails)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.goto(f"{lab['url']}/lab/tree/notebooks/{CHINESE_CHAPTER_1}?token={lab['token']}")
+    title = page.locator(".jp-MarkdownCell h1").first
+    title.wait_for()
+    assert "线性回归" in title.inner_text(), title.inner_text()
+    paragraph = page.locator(".jp-MarkdownCell .jp-RenderedMarkdown p").first
+    text = paragraph.inner_text()
+    chinese = "".join(re.findall(r"[\u4e00-\u9fff]", text))[:40]
+    assert len(chinese) >= 10, f"the first paragraph is not Chinese: {text[:200]!r}"
+    font = paragraph.evaluate("element => getComputedStyle(element).fontFamily")
+    drawn = page.evaluate(GLYPHS_JS, [chinese, font])
+    missing = [c for c, ok in zip(chinese, drawn, strict=True) if not ok]
+    page.locator(".jp-MarkdownCell").first.screenshot(path=ARTIFACTS / "zh-01-rendered.png")
+    assert not missing, (f"{len(missing)} of {len(chinese)} Chinese characters are drawn as empty boxes "
+                         f"({''.join(missing)}): install a CJK font, e.g. Debian's fonts-noto-cjk")
+    # the check itself can fail: unassigned code points are drawn as the missing-glyph box
+    assert page.evaluate(GLYPHS_JS, ["\u0379\u0380", font]) == [False, False]
+    math = page.locator(".jp-MarkdownCell mjx-container, .jp-MarkdownCell .MathJax").first
+    assert math.count(), "the Chinese chapter's formulas are not rendered as math"
     page.close()

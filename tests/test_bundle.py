@@ -1,4 +1,5 @@
-"""The one-file Colab/Kaggle bundles (``make bundle``): up to date, self-contained, runnable elsewhere.
+"""The one-file Colab/Kaggle bundles (``make bundle``), English and Chinese: up to date,
+self-contained, runnable elsewhere.
 
 The execution test runs a bundled chapter the way Colab would: in a temporary folder outside the
 repository, with the repository's ``helpers`` made unimportable (a stub that raises comes first on
@@ -67,6 +68,21 @@ def test_bundle_is_the_chapter_plus_one_setup_cell(path):
     assert not any("solution" in c["metadata"].get("tags", []) for c in student["cells"])
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chinese_bundles_are_the_chinese_edition_plus_one_setup_cell(path):
+    chinese = _load(bundle.DIST / "zh" / path.name)
+    for edition, english_edition in (("colab-zh", "colab"), ("student-zh", "student")):
+        bundled = _load(bundle.DIST / edition / path.name)
+        english = _load(bundle.DIST / english_edition / path.name)
+        assert [c["cell_type"] for c in bundled["cells"]] == [c["cell_type"] for c in english["cells"]]
+        for zh, en in zip(bundled["cells"], english["cells"], strict=True):
+            if zh["cell_type"] == "code":
+                assert zh == en, f"{edition}/{path.name}: code differs from {english_edition}/"
+    markdown = [c["source"] for c in chinese["cells"] if c["cell_type"] == "markdown"]
+    colab_zh = _load(bundle.DIST / "colab-zh" / path.name)
+    assert [c["source"] for c in colab_zh["cells"] if c["cell_type"] == "markdown"] == markdown
+
+
 def test_requirements_come_from_the_imports_of_the_chapter_and_its_helpers():
     chapter1 = bundle.requirements(_load(NOTEBOOKS[0]))
     assert {"torch", "ipywidgets", "matplotlib"} <= set(chapter1)
@@ -77,12 +93,14 @@ def test_requirements_come_from_the_imports_of_the_chapter_and_its_helpers():
 
 
 def _chapters_to_execute():
+    """(edition, chapter): the first chapter in English and in Chinese, and the first that reads data."""
     first_with_data = next((p for p in NOTEBOOKS if _uses_data(p)), None)
-    return [NOTEBOOKS[0]] + ([first_with_data] if first_with_data else [])
+    return ([("colab", NOTEBOOKS[0]), ("colab-zh", NOTEBOOKS[0])]
+            + ([("colab", first_with_data)] if first_with_data else []))
 
 
-@pytest.mark.parametrize("path", _chapters_to_execute(), ids=lambda p: p.name)
-def test_bundled_chapter_runs_outside_the_repository(path, tmp_path):
+@pytest.mark.parametrize(("edition", "path"), _chapters_to_execute(), ids=lambda x: getattr(x, "name", x))
+def test_bundled_chapter_runs_outside_the_repository(edition, path, tmp_path):
     stub = tmp_path / "stub" / "helpers"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('the repository helpers must not be used here')\n")
@@ -91,7 +109,7 @@ def test_bundled_chapter_runs_outside_the_repository(path, tmp_path):
     run_dir, temp = tmp_path / "content", tmp_path / "tmp"
     run_dir.mkdir()
     temp.mkdir()
-    shutil.copy(bundle.DIST / "colab" / path.name, run_dir / path.name)
+    shutil.copy(bundle.DIST / edition / path.name, run_dir / path.name)
     env = {key: value for key, value in os.environ.items() if not key.startswith("COURSE_")}
     env.update(PYTHONPATH=str(stub.parent), TMPDIR=str(temp), COURSE_FAST="1", COURSE_DATA_MIRROR=str(mirror))
     result = subprocess.run(

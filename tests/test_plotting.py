@@ -1,5 +1,7 @@
 """Plot helpers label their axes, use the course palette and render to PNG."""
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -107,3 +109,37 @@ def test_show_in_place_redraws_through_its_handle_and_shows_nothing_outside_a_no
     assert show_in_place(fig, handle) is handle and handle.updates == [fig]
     assert show_in_place(fig) is None  # pytest is not IPython: nothing to show, no handle
     plt.close(fig)
+
+
+def test_use_cjk_font_picks_an_installed_cjk_font_or_says_what_to_install(monkeypatch):
+    from matplotlib import font_manager
+
+    saved = dict(plt.rcParams)
+    try:
+        fake = [font_manager.FontEntry(name="DejaVu Sans"), font_manager.FontEntry(name="WenQuanYi Zen Hei")]
+        monkeypatch.setattr(font_manager.fontManager, "ttflist", fake)
+        assert plotting.use_cjk_font() == "WenQuanYi Zen Hei"
+        assert plt.rcParams["font.sans-serif"][0] == "WenQuanYi Zen Hei"
+        monkeypatch.setattr(font_manager.fontManager, "ttflist", fake[:1])
+        with pytest.warns(UserWarning, match="fonts-noto-cjk"):
+            assert plotting.use_cjk_font() is None
+    finally:
+        plt.rcParams.update(saved)
+
+
+def test_use_cjk_font_draws_chinese_with_real_glyphs_where_a_cjk_font_is_installed():
+    from matplotlib import font_manager
+
+    if not any(f.name in plotting.CJK_FONTS for f in font_manager.fontManager.ttflist):
+        pytest.skip("no CJK font installed (CI installs fonts-noto-cjk)")
+    saved = dict(plt.rcParams)
+    try:
+        assert plotting.use_cjk_font() in plotting.CJK_FONTS
+        fig, ax = plt.subplots()
+        ax.set_title("注意力汇聚")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "Glyph ... missing from font" is a warning
+            fig.canvas.draw()
+        plt.close(fig)
+    finally:
+        plt.rcParams.update(saved)

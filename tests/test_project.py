@@ -83,6 +83,15 @@ def test_notebook_follows_the_chapter_anatomy(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_markdown_has_no_control_characters(path):
+    """A build script's non-raw string turns LaTeX's \\frac and \\text into a form feed and a tab
+    (chapter 9's SSD loss rendered broken that way): no markdown cell may contain one."""
+    for cell in _cells(path):
+        bad = sorted({repr(ch) for ch in _source(cell) if ord(ch) < 32 and ch != "\n"})
+        assert cell["cell_type"] != "markdown" or not bad, f"cell {cell.get('id')}: control characters {bad}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_committed_with_clean_outputs_from_one_run(path):
     cells = [c for c in _cells(path) if c["cell_type"] == "code"]
     counts = [c["execution_count"] for c in cells]

@@ -6,7 +6,11 @@ For each ``notebooks/NN_topic.ipynb`` this writes
   first code cell (``tools/bundle_setup_cell.py`` with the course's ``helpers`` package embedded as
   a zip, the data manifest, and the pip requirements this chapter needs), so the file runs on
   Colab, Kaggle or any Jupyter without the repository;
-* ``dist/student/NN_topic.ipynb``: the same without the cells tagged ``solution``.
+* ``dist/student/NN_topic.ipynb``: the same without the cells tagged ``solution``;
+* the Chinese edition, from the translations in ``i18n/zh/`` (``tools/i18n.py``):
+  ``dist/zh/NN_topic.ipynb`` (the committed chapter, outputs included, with its markdown in
+  Chinese), and its one-file bundles ``dist/colab-zh/`` and ``dist/student-zh/``. A chapter whose
+  translation is missing or stale gets no Chinese files, and ``make bundle`` fails naming it.
 
 The output is deterministic (same sources, same bytes), so ``tests/test_bundle.py`` can check that
 the committed bundles are up to date. ``python tools/bundle.py --check`` does the same from the shell.
@@ -26,10 +30,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import i18n  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 DIST = ROOT / "dist"
-EDITIONS = ("colab", "student")
+EDITIONS = ("colab", "student", "zh", "colab-zh", "student-zh")
 SETUP_TEMPLATE = Path(__file__).with_name("bundle_setup_cell.py")
 # Import names whose pip distribution is named differently.
 PIP_NAMES = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml"}
@@ -146,9 +153,11 @@ def _setup_cell(source: str) -> dict:
     }
 
 
-def bundle(path: Path, payload: str, version: str, student: bool = False) -> str:
-    """The bundled notebook of ``path`` as JSON text (the student edition drops solution cells)."""
-    notebook = json.loads(path.read_text(encoding="utf-8"))
+def bundle(path: Path, payload: str, version: str, student: bool = False,
+           notebook: dict | None = None) -> str:
+    """The bundled notebook of ``path`` as JSON text (the student edition drops solution cells);
+    ``notebook`` is the chapter's content when it is not the file's (a translation)."""
+    notebook = notebook or json.loads(path.read_text(encoding="utf-8"))
     cells = [_clean_cell(c) for c in notebook["cells"]]
     if student:
         cells = [c for c in cells if "solution" not in c.get("metadata", {}).get("tags", [])]
@@ -163,23 +172,51 @@ def bundle(path: Path, payload: str, version: str, student: bool = False) -> str
     return json.dumps(out, indent=1, ensure_ascii=False) + "\n"
 
 
+def _notebook_json(notebook: dict) -> str:
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
+def untranslated_chapters(lang: str = "zh") -> dict[str, str]:
+    """Chapter -> why it has no current translation (missing or stale cells), for those without one."""
+    result = {}
+    for path in _notebook_paths():
+        problems = [p for p in i18n.staleness_problems(path.stem, lang=lang) if p.kind != "orphan"]
+        if problems:
+            cells = f"{len(problems)} markdown cell" + ("s" if len(problems) > 1 else "")
+            result[path.stem] = f"{cells} without a current translation ({problems[0]})"
+    return result
+
+
 def expected_files() -> dict[Path, str]:
-    """Every bundle file that ``make bundle`` writes, with its content."""
+    """Every bundle file that ``make bundle`` writes, with its content (no Chinese files for a chapter
+    whose translation is not current: see :func:`untranslated_chapters`)."""
     payload, version = build_payload()
-    files = {}
+    files, untranslated = {}, untranslated_chapters()
     for path in _notebook_paths():
         files[DIST / "colab" / path.name] = bundle(path, payload, version)
         files[DIST / "student" / path.name] = bundle(path, payload, version, student=True)
+        if path.stem in untranslated:
+            continue
+        chinese = i18n.translated_notebook(path.stem, "zh")
+        files[DIST / "zh" / path.name] = _notebook_json(chinese)
+        files[DIST / "colab-zh" / path.name] = bundle(path, payload, version, notebook=chinese)
+        files[DIST / "student-zh" / path.name] = bundle(path, payload, version, student=True,
+                                                        notebook=chinese)
     return files
 
 
 def stale_files() -> list[str]:
-    """Bundles that are missing, differ from their sources, or belong to no notebook."""
+    """Bundles that are missing, differ from their sources, or belong to no notebook, and chapters
+    whose translation is not current."""
     expected = expected_files()
     problems = [str(p.relative_to(ROOT)) for p, text in expected.items()
                 if not p.is_file() or p.read_text(encoding="utf-8") != text]
+    untranslated = untranslated_chapters()
+    problems += [f"dist/zh/{stem}.ipynb: {why}; see python tools/i18n.py status"
+                 for stem, why in untranslated.items()]
     present = {p for edition in EDITIONS for p in (DIST / edition).glob("*.ipynb")}
-    problems += [str(p.relative_to(ROOT)) + " (no such chapter)" for p in sorted(present - set(expected))]
+    problems += [str(p.relative_to(ROOT)) + " (no such chapter)" for p in sorted(present - set(expected))
+                 if p.stem not in untranslated]
     return problems
 
 
@@ -206,6 +243,10 @@ def main() -> None:
         sys.exit(1 if stale else 0)
     for path in write_all():
         print(f"{path.relative_to(ROOT)}  {path.stat().st_size / 1e3:.0f} kB")
+    untranslated = untranslated_chapters()
+    for stem, why in untranslated.items():
+        print(f"no Chinese edition of {stem}: {why}; see python tools/i18n.py status", file=sys.stderr)
+    sys.exit(1 if untranslated else 0)
 
 
 if __name__ == "__main__":
