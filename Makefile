@@ -4,6 +4,8 @@
 #   make test   create the environment if needed and run every test (unit, lint, notebooks)
 #   make bundle write the one-file Colab/Kaggle notebooks in dist/
 #   make bench  measure training speed against d2l and a bare loop, and the course's time budget
+#   make slides lecture slides of every chapter in dist/slides/ (reveal.js, offline)
+#   make site   the course website in dist/site/ (open dist/site/index.html; offline)
 # Both work from a fresh clone: the environment is a virtualenv in .venv built from pyproject.toml.
 
 PYTHON ?= python3
@@ -17,13 +19,13 @@ PYTEST_ARGS ?=
 # The reference implementation the tests and benchmarks compare with (not used by the notebooks).
 D2L_VERSION := 1.0.3
 
-.PHONY: env lab lab-zh test lint clean execute bundle bench
+.PHONY: env lab lab-zh test lint clean execute bundle bench slides site
 
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,reference]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,reference,site]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "d2l==$(D2L_VERSION)"
 	touch $(STAMP)
 
@@ -57,6 +59,16 @@ bundle: env
 BENCH_ARGS ?=
 bench: env
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+# Lecture slides from the committed notebooks (no execution): dist/slides/NN_topic.slides.html, with
+# reveal.js and MathJax copied from vendor/ so the folder works with no network.
+slides: env
+	$(BIN)/python tools/slides.py
+
+# The course website from the committed notebooks (no execution), the teaching guide and the
+# Chinese edition: dist/site/index.html; the build fails on a broken internal link or anchor.
+site: env
+	$(BIN)/python tools/website.py
 
 # Restart-and-run-all one notebook in full mode and save its outputs, as it must be committed:
 #   make execute NB=notebooks/01_linear_regression.ipynb

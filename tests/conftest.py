@@ -94,3 +94,31 @@ def cpu_default_device(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(config, "_device", torch.device("cpu"))
     monkeypatch.delenv("COURSE_DEVICE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def built_slides(tmp_path_factory):
+    """Every chapter's lecture slides (tools/slides.py), built once into a temporary folder."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import slides
+
+    out = tmp_path_factory.mktemp("slides")
+    slides.build_all(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory, built_slides):
+    """The course website (tools/website.py), built once into a temporary folder with those slides."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import website
+
+    out = tmp_path_factory.mktemp("site") / "site"
+    website.build(out, slides_dir=built_slides)
+    return out

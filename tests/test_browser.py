@@ -309,3 +309,31 @@ def test_chinese_edition_renders_its_chinese_text(browser, lab):
     math = page.locator(".jp-MarkdownCell mjx-container, .jp-MarkdownCell .MathJax").first
     assert math.count(), "the Chinese chapter's formulas are not rendered as math"
     page.close()
+
+
+def test_live_slides_with_rise_follow_the_slide_metadata(browser, lab):
+    """RISE (jupyterlab-rise) shows chapter 1 as live slides inside JupyterLab, with the slides the
+    cells' metadata says, formulas rendered, and the keyboard moving through them."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import slides
+
+    notebook = json.loads((ROOT / "notebooks" / CHAPTER_1).read_text(encoding="utf-8"))
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(120_000)
+    page.goto(f"{lab['url']}/rise/notebooks/{CHAPTER_1}?token={lab['token']}")
+    page.wait_for_selector(".reveal .slides section")
+    page.wait_for_function("() => document.querySelectorAll('.reveal mjx-container').length > 0")
+    leaves = page.evaluate("""() => [...document.querySelectorAll('.reveal .slides section')]
+        .filter(section => !section.querySelector('section')).length""")
+    assert leaves == slides.expected_slide_count(notebook)
+    page.screenshot(path=ARTIFACTS / "rise-01-title.png")
+    current = page.locator(".reveal .slides section.present").last
+    first = current.inner_text()
+    for _ in range(3):
+        page.keyboard.press("Space")
+    deadline = time.monotonic() + 30
+    while current.inner_text() == first:
+        assert time.monotonic() < deadline, "the keyboard did not move the slides"
+        time.sleep(0.25)
+    page.screenshot(path=ARTIFACTS / "rise-01-after-three-keys.png")
+    page.close()

@@ -63,9 +63,10 @@ def test_bundle_is_the_chapter_plus_one_setup_cell(path):
     sources = [c["source"] for c in colab["cells"] if c is not setup[0]]
     assert sources == [c["source"] for c in chapter["cells"]]
     assert all(not c.get("outputs") for c in colab["cells"] if c["cell_type"] == "code")
-    solutions = [c for c in chapter["cells"] if "solution" in c["metadata"].get("tags", [])]
+    dropped = {"solution", "teacher-notes"}
+    solutions = [c for c in chapter["cells"] if dropped & set(c["metadata"].get("tags", []))]
     assert len(student["cells"]) == len(colab["cells"]) - len(solutions)
-    assert not any("solution" in c["metadata"].get("tags", []) for c in student["cells"])
+    assert not any(dropped & set(c["metadata"].get("tags", [])) for c in student["cells"])
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -6,7 +6,8 @@ For each ``notebooks/NN_topic.ipynb`` this writes
   first code cell (``tools/bundle_setup_cell.py`` with the course's ``helpers`` package embedded as
   a zip, the data manifest, and the pip requirements this chapter needs), so the file runs on
   Colab, Kaggle or any Jupyter without the repository;
-* ``dist/student/NN_topic.ipynb``: the same without the cells tagged ``solution``;
+* ``dist/student/NN_topic.ipynb``: the same without the cells tagged ``solution`` (worked solutions)
+  or ``teacher-notes`` (the lecture slides' speaker notes);
 * the Chinese edition, from the translations in ``i18n/zh/`` (``tools/i18n.py``):
   ``dist/zh/NN_topic.ipynb`` (the committed chapter, outputs included, with its markdown in
   Chinese), and its one-file bundles ``dist/colab-zh/`` and ``dist/student-zh/``. A chapter whose
@@ -160,7 +161,8 @@ def bundle(path: Path, payload: str, version: str, student: bool = False,
     notebook = notebook or json.loads(path.read_text(encoding="utf-8"))
     cells = [_clean_cell(c) for c in notebook["cells"]]
     if student:
-        cells = [c for c in cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+        dropped = {"solution", "teacher-notes"}  # worked solutions and the lecture's speaker notes
+        cells = [c for c in cells if not dropped & set(c.get("metadata", {}).get("tags", []))]
     first_code = next(i for i, c in enumerate(cells) if c["cell_type"] == "code")
     cells.insert(first_code, _setup_cell(setup_cell_source(notebook, payload, version)))
     kept = ("kernelspec", "language_info")
