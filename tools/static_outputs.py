@@ -70,9 +70,12 @@ def snapshot_outputs(state: dict, model_id: str) -> list[dict]:
         m["state"].get("value", "") for _, m in models if m.get("model_name") in ("HTMLModel", "LabelModel")
     ]
     progress = [m for _, m in models if m.get("model_name") == "FloatProgressModel"]
-    if progress and not images:  # a progress bar: its description and text, as the run ended
-        line = " ".join(_text(t) for t in texts if _text(t))
-        return [{"output_type": "stream", "name": "stdout", "text": line + "\n"}] if line else []
+    if progress and not images:
+        # a progress bar: its bar's final value (the text beside it may have been saved mid-update)
+        bar = progress[0]["state"]
+        value, total = bar.get("value", 0), bar.get("max", 0)
+        line = f"progress bar: {value:g}/{total:g}" + (" (stopped early)" if value < total else "")
+        return [{"output_type": "stream", "name": "stdout", "text": line + "\n"}]
     outputs = [{"output_type": "display_data", "metadata": {}, "data": {mime: data}} for mime, data in images]
     status = "".join(f"<div>{t}</div>" for t in texts if _text(t))
     note = f'<p class="course-widget-note"><em>{PLAY_NOTE}</em></p>'
