@@ -1,5 +1,6 @@
 """The set-up call: fast-mode switch, seeding, device choice and the one-line summary."""
 
+import os
 import random
 import time
 
@@ -136,23 +137,43 @@ def test_busy_cores_ignores_a_burst_and_keeps_a_steady_load(monkeypatch):
     assert config.busy_cores(interval=1.0) == pytest.approx(0.95)
 
 
-def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
-    """A child process spinning on one core for the whole measurement counts as about one core."""
+def _spinner():
     import subprocess
     import sys
 
+    return subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\n"
+                             "while time.time() < end: pass"])
+
+
+def _needs_a_free_core() -> None:
+    """Skip when other programs already keep every core but one busy: a spinning child could then
+    only take time from them, and the measurement would say nothing."""
+    cores = os.cpu_count() or 1
+    load = config.busy_cores(0.3)
+    if cores < 2 or load > cores - 1.3:
+        pytest.skip(f"other programs keep {load:.1f} of {cores} cores busy; this needs a free core")
+
+
+def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
+    """A child process spinning on one core for the whole measurement counts as about one core
+    (three tries: a burst of other work on a shared machine can spoil one)."""
     if config._cpu_seconds() is None:
         pytest.skip("this platform reports no CPU times (no /proc/stat, no psutil)")
-    idle_guess = config.busy_cores(0.2)
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\n"
-                                "while time.time() < end: pass"])
-    try:
-        time.sleep(0.3)  # let it start
-        busy = config.busy_cores(0.5)
-    finally:
-        spinner.kill()
-        spinner.wait()
-    assert busy > idle_guess + 0.5 and busy < idle_guess + 1.6, (idle_guess, busy)
+    results = []
+    for _ in range(3):
+        _needs_a_free_core()
+        idle_guess = config.busy_cores(0.2)
+        spinner = _spinner()
+        try:
+            time.sleep(0.3)  # let it start
+            busy = config.busy_cores(0.5)
+        finally:
+            spinner.kill()
+            spinner.wait()
+        results.append((idle_guess, busy))
+        if idle_guess + 0.5 < busy < idle_guess + 1.6:
+            return
+    pytest.fail(f"(load before, load with a spinning child) in three tries: {results}")
 
 
 def test_adapt_threads_follows_the_load_only_when_setup_chose(monkeypatch, restore_threads):
@@ -182,22 +203,25 @@ def test_setup_lets_adapt_threads_work_only_without_an_explicit_choice(monkeypat
 
 
 def test_cpu_clock_counts_other_processes_only():
-    import subprocess
-    import sys
-
+    """Our own work does not count, a spinning child counts as about one core (three tries)."""
     if config._cpu_seconds() is None:
         pytest.skip("this platform reports no CPU times (no /proc/stat, no psutil)")
-    clock = config.CpuClock()
-    sum(i * i for i in range(3_000_000))  # our own work does not count
-    own = clock.others_busy()
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\n"
-                                "while time.time() < end: pass"])
-    try:
-        time.sleep(0.3)
-        clock.restart()
-        time.sleep(0.6)
-        busy = clock.others_busy()
-    finally:
-        spinner.kill()
-        spinner.wait()
-    assert own < 0.5 and 0.5 < busy < 1.6, (own, busy)
+    results = []
+    for _ in range(3):
+        _needs_a_free_core()
+        clock = config.CpuClock()
+        sum(i * i for i in range(3_000_000))  # our own work does not count
+        own = clock.others_busy()
+        spinner = _spinner()
+        try:
+            time.sleep(0.3)
+            clock.restart()
+            time.sleep(0.6)
+            busy = clock.others_busy()
+        finally:
+            spinner.kill()
+            spinner.wait()
+        results.append((own, busy))
+        if own < 0.5 and 0.5 < busy < 1.6:
+            return
+    pytest.fail(f"(others while we worked, others with a spinning child) in three tries: {results}")
