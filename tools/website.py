@@ -283,34 +283,25 @@ def external_resources(folder: Path) -> list[str]:
 
 def build(out: Path = OUT, slides_dir: Path | None = None, quiet: bool = True) -> Path:
     """Build the site into ``out`` and return its entry point; raise when a link is broken."""
-    source = out.parent / f".{out.name}-source"
+    # MyST-NB writes a jupyter_execute/ folder next to Sphinx's output folder: build in a work folder
+    work = out.parent / f".{out.name}-build"
+    source, html = work / "source", work / "html"
     prepare_source(source, slides_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    command = [
-        sys.executable,
-        "-m",
-        "sphinx",
-        "-b",
-        "html",
-        "-j",
-        "auto",
-        "-W",
-        "--keep-going",
-        str(source),
-        str(out),
-    ] + (["-q"] if quiet else [])
-    result = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-    )
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-j", "auto", "-W", "--keep-going",
+               str(source), str(html)] + (["-q"] if quiet else [])
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         raise RuntimeError("sphinx-build failed:\n" + result.stdout[-4000:] + result.stderr[-8000:])
-    shutil.rmtree(out / ".doctrees", ignore_errors=True)
+    shutil.rmtree(html / ".doctrees", ignore_errors=True)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.move(html, out)
+    shutil.rmtree(work)
     problems = broken_links(out) + external_resources(out)
     if problems:
-        raise RuntimeError(
-            "the built site has broken links or loads from the network:\n" + "\n".join(problems[:50])
-        )
+        raise RuntimeError("the built site has broken links or loads from the network:\n"
+                           + "\n".join(problems[:50]))
     return out / "index.html"
 
 
