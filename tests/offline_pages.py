@@ -4,6 +4,8 @@ Used by ``tests/test_slides.py`` and ``tests/test_site.py``. A page is opened fr
 in a browser context that aborts every request that is not a ``file://`` URL (and records it), the
 way a laptop in a lecture hall without network would load it. The checks are plain functions that
 return what is wrong, so the tests can also show that they catch a broken formula or image.
+``chromium()`` also launches the browser of the JupyterLab tests (``tests/test_browser.py``), and
+``GLYPHS_JS`` tells real Chinese glyphs from the empty boxes of a machine without a CJK font.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ def unavailable(reason: str):
 
 
 @contextmanager
-def chromium():
-    """Debian's Chromium under Playwright, or a skip (a failure in CI) with the reason."""
+def chromium(args: list[str] | None = None):
+    """Debian's Chromium under Playwright, or a skip (a failure in CI) with the reason. The browser
+    tests of JupyterLab (``tests/test_browser.py``) use it too."""
     if not Path(CHROMIUM).exists():
         unavailable(f"no Chromium at {CHROMIUM}: `apt-get install chromium` to run the browser tests")
     try:
@@ -46,7 +49,8 @@ def chromium():
     except ImportError:
         unavailable("playwright is not installed (it is a test extra: make env)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=CHROMIUM_ARGS if args is None else args)
         try:
             yield browser
         finally:
@@ -119,3 +123,21 @@ def image_problems(page, selector: str = "body") -> list[str]:
     if not images:
         return ["no image on the page"]
     return [f"image did not load: {i['src']}" for i in images if not i["ok"]]
+
+
+# Which characters of a text the page draws with a real glyph: each is drawn on a canvas in the
+# given font and compared with an unassigned code point (U+0378), which every font draws as the
+# same "missing glyph" box. Without a CJK font, Chinese characters are drawn as that box too.
+GLYPHS_JS = """([text, font]) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 64;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const draw = (character) => {
+    context.clearRect(0, 0, 64, 64);
+    context.font = '40px ' + font;
+    context.fillText(character, 4, 48);
+    return context.getImageData(0, 0, 64, 64).data.join(',');
+  };
+  const missing = draw('\\u0378');
+  return [...text].map(character => draw(character) !== missing);
+}"""

@@ -24,10 +24,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from offline_pages import GLYPHS_JS, chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 CHAPTER_1 = "01_linear_regression.ipynb"
@@ -35,8 +35,6 @@ CHAPTER_6 = "06_attention.ipynb"
 CHINESE_CHAPTER_1 = "zh/01_linear_regression.ipynb"  # dist/zh/, the Chinese edition
 TIMEOUT_S = 600
 
-# CI sets COURSE_REQUIRE_BROWSER=1: there a missing browser fails the test instead of skipping it.
-REQUIRED = os.environ.get("COURSE_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.loopback
 
 # Settings a learner would not want in a test: news and update pop-ups; windowing, which leaves
@@ -60,26 +58,12 @@ def _get(url: str, token: str) -> dict:
         return json.load(response)
 
 
-def _unavailable(reason: str):
-    if REQUIRED:
-        pytest.fail(f"{reason} (COURSE_REQUIRE_BROWSER=1: the browser test must run here)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium under Playwright (skipped, with the reason, where either is missing)."""
-    if not Path(CHROMIUM).exists():
-        _unavailable(f"no Chromium at {CHROMIUM}: `apt-get install chromium` to run the browser test")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (it is a test extra: make env)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium(CHROMIUM_ARGS) as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -265,24 +249,6 @@ def test_chapter_6_runs_and_its_attention_mask_editor_responds(browser, lab):
     assert image.get_attribute("src") != src, "the picture did not change after the click"
     editor.screenshot(path=ARTIFACTS / "06-mask-editor-empty-row.png")
     page.close()
-
-
-# Which characters of a text the page draws with a real glyph: each is drawn on a canvas in the
-# given font and compared with an unassigned code point (U+0378), which every font draws as the
-# same "missing glyph" box. Without a CJK font, Chinese characters are drawn as that box too.
-GLYPHS_JS = """([text, font]) => {
-  const canvas = document.createElement('canvas');
-  canvas.width = 64; canvas.height = 64;
-  const context = canvas.getContext('2d', {willReadFrequently: true});
-  const draw = (character) => {
-    context.clearRect(0, 0, 64, 64);
-    context.font = '40px ' + font;
-    context.fillText(character, 4, 48);
-    return context.getImageData(0, 0, 64, 64).data.join(',');
-  };
-  const missing = draw('\\u0378');
-  return [...text].map(character => draw(character) !== missing);
-}"""
 
 
 def test_chinese_edition_renders_its_chinese_text(browser, lab):

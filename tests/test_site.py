@@ -20,8 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import website  # noqa: E402
-from offline_pages import ARTIFACTS, chromium, image_problems, math_problems, offline_page  # noqa: E402
-from test_browser import GLYPHS_JS  # noqa: E402
+from offline_pages import (  # noqa: E402
+    ARTIFACTS,
+    GLYPHS_JS,
+    chromium,
+    image_problems,
+    math_problems,
+    offline_page,
+)
 
 pytestmark = pytest.mark.loopback
 SHOTS = ARTIFACTS / "site"
